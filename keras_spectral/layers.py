@@ -1,0 +1,332 @@
+"""`SpectralDense`: a fully connected layer trained in reciprocal space."""
+
+import math
+
+import keras
+from keras import activations, constraints, initializers, ops, regularizers
+
+from keras_spectral import eigenvectors as eigenvector_modes
+
+# Defaults chosen by experiment (see docs/initialization.md): φ of unit scale and small
+# eigenvalues, so that the direct-space kernel starts at a Glorot-like scale while the
+# eigenvalues, which Adam moves by about the learning rate per step, are of the size of
+# ordinary weights.
+DEFAULT_EIGENVECTORS_INITIALIZER = {"class_name": "RandomNormal", "config": {"stddev": 1.0}}
+DEFAULT_EIGENVALUES_INITIALIZER = {
+    "class_name": "RandomUniform",
+    "config": {"minval": -0.02, "maxval": 0.02},
+}
+
+
+def _check_positive_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(
+            f"Received an invalid value for `{name}`, expected a positive integer. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"Received an invalid value for `{name}`, expected True or False. "
+            f"Received: {name}={value!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_spectral")
+class SpectralDense(keras.layers.Layer):
+    """Densely connected layer whose weights are set by a transfer operator's spectrum.
+
+    Between `n_in` input and `units` output nodes, the operator `A = Φ Λ Φ⁻¹` with
+    `Φ = [[I, 0], [φ, I]]` and `Λ = diag(λ_in, λ_out)` has the off-diagonal block
+    `w_ij = (λ_in_j − λ_out_i) φ_ij`. The layer computes
+    `output = activation(dot(input, kernel) + bias)` with the direct-space kernel
+
+        kernel = φᵀ ⊙ (eigenvalues_in[:, None] − eigenvalues_out[None, :])
+
+    so `eigenvalues_in` (one per input node) enhances or silences input nodes and
+    `eigenvalues_out` (one per output node) sets each receiving node's excitability.
+    Training only the eigenvalues gives `n_in + units` parameters instead of
+    `n_in * units` (Chicchi et al., Phys. Rev. E 104, 054312, 2021). Freezing
+    `eigenvalues_in` (`train_eigenvalues_in=False`) gives the single-set method of
+    Giambagli et al., Nat. Commun. 12, 1330 (2021).
+
+    Args:
+        units: Positive integer, number of output nodes.
+        activation: Activation function; `None` means linear.
+        use_bias: Whether the layer adds a bias vector.
+        eigenvectors: How the eigenvector block φ is held:
+            `"frozen"` (random, not trained; the default), `"trainable"` (trained in
+            full), `"svd"` (`φ = U diag(s) V`, U and V fixed, the `min(n_in, units)`
+            scales `s` trained), `"qr"` (`φ = R Q` from the QR factorization of φᵀ,
+            Q fixed with orthonormal rows, triangular R trained) or `"lowrank"`
+            (`φ = A B`, both trained, inner size `eigenvector_rank`).
+        eigenvector_rank: Positive integer, inner size of the `"lowrank"` factors, at
+            most `min(n_in, units)`. Only for `eigenvectors="lowrank"`.
+        train_eigenvalues_in: Whether `eigenvalues_in` is trained.
+        train_eigenvalues_out: Whether `eigenvalues_out` is trained.
+        eigenvalues_in_initializer: Initializer for `eigenvalues_in`.
+        eigenvalues_out_initializer: Initializer for `eigenvalues_out`.
+        eigenvectors_initializer: Initializer for φᵀ (shape `(n_in, units)`); the
+            decomposed modes factor the matrix it draws.
+        bias_initializer: Initializer for the bias vector.
+        eigenvalues_in_regularizer, eigenvalues_out_regularizer,
+        eigenvectors_regularizer, bias_regularizer: Regularizers for each group
+            (`eigenvectors_regularizer` applies to the trained eigenvector factors).
+        activity_regularizer: Regularizer for the output.
+        eigenvalues_in_constraint, eigenvalues_out_constraint,
+        eigenvectors_constraint, bias_constraint: Constraints for each group.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        N-D tensor with shape `(batch_size, ..., n_in)`, N >= 2.
+
+    Output shape:
+        N-D tensor with shape `(batch_size, ..., units)`.
+
+    Example:
+
+    >>> model = keras.Sequential([
+    ...     keras.Input((784,)),
+    ...     SpectralDense(500, activation="relu"),
+    ...     SpectralDense(10, activation="softmax"),
+    ... ])
+    >>> sum(int(w.size) for w in model.trainable_weights)  # eigenvalues and biases
+    2304
+    """
+
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        eigenvectors="frozen",
+        eigenvector_rank=None,
+        train_eigenvalues_in=True,
+        train_eigenvalues_out=True,
+        eigenvalues_in_initializer=DEFAULT_EIGENVALUES_INITIALIZER,
+        eigenvalues_out_initializer=DEFAULT_EIGENVALUES_INITIALIZER,
+        eigenvectors_initializer=DEFAULT_EIGENVECTORS_INITIALIZER,
+        bias_initializer="zeros",
+        eigenvalues_in_regularizer=None,
+        eigenvalues_out_regularizer=None,
+        eigenvectors_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        eigenvalues_in_constraint=None,
+        eigenvalues_out_constraint=None,
+        eigenvectors_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        _check_positive_int("units", units)
+        if eigenvectors not in eigenvector_modes.MODES:
+            raise ValueError(
+                "Received an invalid value for `eigenvectors`, expected one of "
+                f"{eigenvector_modes.MODES}. Received: eigenvectors={eigenvectors!r}"
+            )
+        if eigenvector_modes.takes_rank(eigenvectors):
+            if eigenvector_rank is None:
+                raise ValueError(
+                    f"`eigenvector_rank` is required when eigenvectors={eigenvectors!r}; "
+                    "expected a positive integer. Received: eigenvector_rank=None"
+                )
+            _check_positive_int("eigenvector_rank", eigenvector_rank)
+        elif eigenvector_rank is not None:
+            raise ValueError(
+                f"`eigenvector_rank` applies only to eigenvectors='lowrank'. Received: "
+                f"eigenvectors={eigenvectors!r}, eigenvector_rank={eigenvector_rank!r}"
+            )
+        _check_bool("use_bias", use_bias)
+        _check_bool("train_eigenvalues_in", train_eigenvalues_in)
+        _check_bool("train_eigenvalues_out", train_eigenvalues_out)
+
+        self.units = units
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.eigenvector_mode = eigenvectors
+        self.eigenvector_rank = eigenvector_rank
+        self.train_eigenvalues_in = train_eigenvalues_in
+        self.train_eigenvalues_out = train_eigenvalues_out
+        self.eigenvalues_in_initializer = initializers.get(eigenvalues_in_initializer)
+        self.eigenvalues_out_initializer = initializers.get(eigenvalues_out_initializer)
+        self.eigenvectors_initializer = initializers.get(eigenvectors_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.eigenvalues_in_regularizer = regularizers.get(eigenvalues_in_regularizer)
+        self.eigenvalues_out_regularizer = regularizers.get(eigenvalues_out_regularizer)
+        self.eigenvectors_regularizer = regularizers.get(eigenvectors_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.eigenvalues_in_constraint = constraints.get(eigenvalues_in_constraint)
+        self.eigenvalues_out_constraint = constraints.get(eigenvalues_out_constraint)
+        self.eigenvectors_constraint = constraints.get(eigenvectors_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+        self.supports_masking = True
+        self._eigenvectors = None
+
+    def build(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(
+                "Input 0 of layer SpectralDense must have rank >= 2, i.e. shape "
+                f"(batch_size, ..., n_in). Received: input_shape={tuple(input_shape)}"
+            )
+        n_in = input_shape[-1]
+        if n_in is None:
+            raise ValueError(
+                "The last dimension of the input to SpectralDense must be known "
+                f"(it sets the number of input eigenvalues). Received: "
+                f"input_shape={tuple(input_shape)}"
+            )
+        rank = self.eigenvector_rank
+        if rank is not None and rank > min(n_in, self.units):
+            raise ValueError(
+                "Received an invalid value for `eigenvector_rank`, expected at most "
+                f"min(n_in, units) = {min(n_in, self.units)}. Received: "
+                f"eigenvector_rank={rank}"
+            )
+        self.eigenvalues_in = self.add_weight(
+            name="eigenvalues_in",
+            shape=(n_in,),
+            initializer=self.eigenvalues_in_initializer,
+            regularizer=self.eigenvalues_in_regularizer,
+            constraint=self.eigenvalues_in_constraint,
+            trainable=self.train_eigenvalues_in,
+        )
+        self.eigenvalues_out = self.add_weight(
+            name="eigenvalues_out",
+            shape=(self.units,),
+            initializer=self.eigenvalues_out_initializer,
+            regularizer=self.eigenvalues_out_regularizer,
+            constraint=self.eigenvalues_out_constraint,
+            trainable=self.train_eigenvalues_out,
+        )
+        self._eigenvectors = eigenvector_modes.make(
+            self.eigenvector_mode, self, n_in, self.units, rank
+        )
+        self._eigenvectors.build()
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: n_in})
+        self.built = True
+
+    @property
+    def input_dim(self):
+        """Number of input nodes `n_in` (after `build`)."""
+        return self.eigenvalues_in.shape[0]
+
+    @property
+    def eigenvectors(self):
+        """φᵀ in Keras kernel layout, shape `(n_in, units)` (a tensor; read-only)."""
+        self._check_built("eigenvectors")
+        return self._eigenvectors.matrix(self.variable_dtype)
+
+    @property
+    def kernel(self):
+        """The direct-space kernel `φᵀ ⊙ (λ_in[:, None] − λ_out[None, :])`, shape
+        `(n_in, units)` (a tensor; read-only: train the eigenvalues instead)."""
+        self._check_built("kernel")
+        return self._kernel(self.variable_dtype)
+
+    def _check_built(self, what):
+        if not self.built:
+            raise ValueError(
+                f"`{what}` of layer '{self.name}' is not available before the layer is "
+                "built. Call the layer on an input (or `layer.build(input_shape)`) first."
+            )
+
+    def _eigenvalue_gap(self, dtype):
+        lam_in = ops.cast(self.eigenvalues_in, dtype)
+        lam_out = ops.cast(self.eigenvalues_out, dtype)
+        return lam_in[:, None] - lam_out[None, :]
+
+    def _kernel(self, dtype):
+        return self._eigenvectors.matrix(dtype) * self._eigenvalue_gap(dtype)
+
+    def call(self, inputs):
+        dtype = self.compute_dtype
+        rows = _static_rows(inputs.shape)
+        if self._eigenvectors.prefer_factored(rows):
+            # x @ (φᵀ ⊙ (λ_in − λ_out)) = (x ⊙ λ_in) @ φᵀ − (x @ φᵀ) ⊙ λ_out,
+            # evaluated through the factors of φᵀ without forming it.
+            lam_in = ops.cast(self.eigenvalues_in, dtype)
+            lam_out = ops.cast(self.eigenvalues_out, dtype)
+            both = ops.concatenate([inputs * lam_in, inputs], axis=0)
+            projected = self._eigenvectors.project(both, dtype)
+            scaled, plain = ops.split(projected, 2, axis=0)
+            x = scaled - plain * lam_out
+        else:
+            x = ops.matmul(inputs, self._kernel(dtype))
+        if self.bias is not None:
+            x = ops.add(x, ops.cast(self.bias, dtype))
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        output_shape = list(input_shape)
+        output_shape[-1] = self.units
+        return tuple(output_shape)
+
+    def to_dense(self):
+        """An equivalent `keras.layers.Dense` holding the current direct-space kernel.
+
+        Its outputs equal this layer's; it needs neither this package nor the spectral
+        arithmetic, so it suits inspection and serving.
+        """
+        self._check_built("to_dense()")
+        dense = keras.layers.Dense(
+            self.units,
+            activation=self.activation,
+            use_bias=self.use_bias,
+            name=self.name,
+            dtype=self.dtype_policy,
+        )
+        dense.build((None, self.input_dim))
+        weights = [ops.convert_to_numpy(self.kernel)]
+        if self.use_bias:
+            weights.append(ops.convert_to_numpy(self.bias))
+        dense.set_weights(weights)
+        return dense
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "units": self.units,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "eigenvectors": self.eigenvector_mode,
+            "eigenvector_rank": self.eigenvector_rank,
+            "train_eigenvalues_in": self.train_eigenvalues_in,
+            "train_eigenvalues_out": self.train_eigenvalues_out,
+        }
+        for group in ("eigenvalues_in", "eigenvalues_out", "eigenvectors", "bias"):
+            config[f"{group}_initializer"] = initializers.serialize(
+                getattr(self, f"{group}_initializer")
+            )
+            config[f"{group}_regularizer"] = regularizers.serialize(
+                getattr(self, f"{group}_regularizer")
+            )
+            config[f"{group}_constraint"] = constraints.serialize(
+                getattr(self, f"{group}_constraint")
+            )
+        return {**base_config, **config}
+
+
+def _static_rows(shape):
+    """Number of rows the last-axis matmul sees, or None if not known statically."""
+    leading = shape[:-1]
+    if any(d is None for d in leading):
+        return None
+    return math.prod(int(d) for d in leading)
