@@ -1,0 +1,64 @@
+"""Ready-made multilayer perceptrons for the methods compared in the papers.
+
+`build_mlp` makes the same architecture with ordinary `Dense` layers or with
+`SpectralDense` layers in one of the spectral training regimes, so examples, the demo and
+the benchmarks compare like with like.
+"""
+
+import keras
+import numpy as np
+
+from keras_spectral.layers import SpectralDense
+
+# name -> SpectralDense arguments (None: keras.layers.Dense)
+METHODS = {
+    "dense": None,
+    "spectral_one_set": dict(eigenvectors="frozen", train_eigenvalues_in=False),
+    "spectral_two_sets": dict(eigenvectors="frozen"),
+    "spectral_svd": dict(eigenvectors="svd"),
+    "spectral_qr": dict(eigenvectors="qr"),
+    "spectral_trainable": dict(eigenvectors="trainable"),
+}
+
+DESCRIPTIONS = {
+    "dense": "Dense (direct space)",
+    "spectral_one_set": "Spectral, eigenvalues only, one set (λ_in frozen)",
+    "spectral_two_sets": "Spectral, eigenvalues only, two sets",
+    "spectral_svd": "Spectral, two sets + SVD eigenvectors",
+    "spectral_qr": "Spectral, two sets + QR eigenvectors",
+    "spectral_trainable": "Spectral, two sets + trainable eigenvectors",
+}
+
+
+def build_mlp(input_dim, hidden, classes, method="spectral_two_sets", activation="relu", name=None):
+    """A `keras.Sequential` MLP `input_dim -> hidden... -> classes` (softmax output).
+
+    Args:
+        input_dim: Number of input features.
+        hidden: Sequence of hidden-layer widths.
+        classes: Number of output classes.
+        method: One of `METHODS`: `"dense"` for `keras.layers.Dense`, otherwise a
+            `SpectralDense` regime.
+        activation: Activation of the hidden layers.
+    """
+    if method not in METHODS:
+        raise ValueError(
+            f"Received an invalid value for `method`, expected one of {tuple(METHODS)}. "
+            f"Received: method={method!r}"
+        )
+    options = METHODS[method]
+
+    def layer(units, act):
+        if options is None:
+            return keras.layers.Dense(units, activation=act)
+        return SpectralDense(units, activation=act, **options)
+
+    layers = [keras.Input((input_dim,))]
+    layers += [layer(width, activation) for width in hidden]
+    layers.append(layer(classes, "softmax"))
+    return keras.Sequential(layers, name=name or method)
+
+
+def trainable_count(model):
+    """Number of trainable scalars in `model`."""
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)

@@ -1,0 +1,26 @@
+# Sourced by demo.sh and test.sh: make .venv with the package and its test tools, and lay
+# out the data sets. Idempotent; safe to run on a fresh machine.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
+python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+python -c "import keras_spectral, tensorflow, jax" >/dev/null 2>&1 || {
+    echo "setup: installing the package failed" >&2; exit 1; }
+# PyTorch only where a CPU build is at hand (this machine image keeps one on disk);
+# otherwise pip would fetch a multi-GB CUDA build, so its tests are skipped instead.
+if ! python -c "import torch" >/dev/null 2>&1 && ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
+    python -m pip install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
+fi
+# Data: $KERAS_SPECTRAL_DATA if set, else .data/, prepared from ../shared/datasets when
+# that offline copy exists (otherwise the loaders download on first use).
+export KERAS_SPECTRAL_DATA="${KERAS_SPECTRAL_DATA:-$ROOT/.data}"
+if [ -f "$ROOT/../shared/datasets/prepare.py" ]; then
+    python "$ROOT/../shared/datasets/prepare.py" "$KERAS_SPECTRAL_DATA"
+fi
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
