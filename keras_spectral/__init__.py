@@ -1,8 +1,21 @@
 """keras-spectral: dense layers trained in reciprocal space (eigenvalues and eigenvectors
 of a transfer operator), with eigenvalue-driven sparsity."""
 
+from keras_spectral.compaction import compact
 from keras_spectral.layers import SpectralDense
+from keras_spectral.pruning import EigenvaluePruning, node_scores, node_sparsity, prune_nodes
+from keras_spectral.schedules import ConstantSparsity, PolynomialDecay
 
 __version__ = "0.1.0"
 
-__all__ = ["SpectralDense", "__version__"]
+__all__ = [
+    "SpectralDense",
+    "EigenvaluePruning",
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "prune_nodes",
+    "node_scores",
+    "node_sparsity",
+    "compact",
+    "__version__",
+]

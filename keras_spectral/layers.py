@@ -204,6 +204,14 @@ class SpectralDense(keras.layers.Layer):
             constraint=self.eigenvalues_out_constraint,
             trainable=self.train_eigenvalues_out,
         )
+        # Node masks (1 = active, 0 = removed), set by the pruning tools in
+        # `keras_spectral.pruning`; part of the saved state like any weight.
+        self.eigenvalues_in_mask = self.add_weight(
+            name="eigenvalues_in_mask", shape=(n_in,), initializer="ones", trainable=False
+        )
+        self.eigenvalues_out_mask = self.add_weight(
+            name="eigenvalues_out_mask", shape=(self.units,), initializer="ones", trainable=False
+        )
         self._eigenvectors = eigenvector_modes.make(
             self.eigenvector_mode, self, n_in, self.units, rank
         )
@@ -246,28 +254,38 @@ class SpectralDense(keras.layers.Layer):
                 "built. Call the layer on an input (or `layer.build(input_shape)`) first."
             )
 
-    def _eigenvalue_gap(self, dtype):
-        lam_in = ops.cast(self.eigenvalues_in, dtype)
-        lam_out = ops.cast(self.eigenvalues_out, dtype)
-        return lam_in[:, None] - lam_out[None, :]
+    def _masks(self, dtype):
+        return (
+            ops.cast(self.eigenvalues_in_mask, dtype),
+            ops.cast(self.eigenvalues_out_mask, dtype),
+        )
 
     def _kernel(self, dtype):
-        return self._eigenvectors.matrix(dtype) * self._eigenvalue_gap(dtype)
+        """The masked direct-space kernel: removed nodes' rows/columns are zero."""
+        mask_in, mask_out = self._masks(dtype)
+        lam_in = ops.cast(self.eigenvalues_in, dtype) * mask_in
+        lam_out = ops.cast(self.eigenvalues_out, dtype) * mask_out
+        gap = lam_in[:, None] - lam_out[None, :]
+        node_mask = mask_in[:, None] * mask_out[None, :]
+        return self._eigenvectors.matrix(dtype) * gap * node_mask
 
     def call(self, inputs):
         dtype = self.compute_dtype
-        rows = _static_rows(inputs.shape)
-        if self._eigenvectors.prefer_factored(rows):
+        mask_in, mask_out = self._masks(dtype)
+        # Masks act on the (cheap) input and output vectors, not on the kernel.
+        inputs = inputs * mask_in
+        lam_in = ops.cast(self.eigenvalues_in, dtype)
+        lam_out = ops.cast(self.eigenvalues_out, dtype)
+        if self._eigenvectors.prefer_factored(_static_rows(inputs.shape)):
             # x @ (φᵀ ⊙ (λ_in − λ_out)) = (x ⊙ λ_in) @ φᵀ − (x @ φᵀ) ⊙ λ_out,
             # evaluated through the factors of φᵀ without forming it.
-            lam_in = ops.cast(self.eigenvalues_in, dtype)
-            lam_out = ops.cast(self.eigenvalues_out, dtype)
             both = ops.concatenate([inputs * lam_in, inputs], axis=0)
-            projected = self._eigenvectors.project(both, dtype)
-            scaled, plain = ops.split(projected, 2, axis=0)
+            scaled, plain = ops.split(self._eigenvectors.project(both, dtype), 2, axis=0)
             x = scaled - plain * lam_out
         else:
-            x = ops.matmul(inputs, self._kernel(dtype))
+            kernel = self._eigenvectors.matrix(dtype) * (lam_in[:, None] - lam_out[None, :])
+            x = ops.matmul(inputs, kernel)
+        x = x * mask_out
         if self.bias is not None:
             x = ops.add(x, ops.cast(self.bias, dtype))
         if self.activation is not None:
