@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the test suite: everything on the TensorFlow backend, then
-# the backend-agnostic layer and training tests on JAX, and the layer tests on PyTorch.
+# the backend-agnostic tests on JAX and (where installed) PyTorch.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 start=$SECONDS
+AGNOSTIC="tests/test_layer.py tests/test_pruning.py"
 KERAS_BACKEND=tensorflow python -m pytest -q -p no:cacheprovider tests "$@"
-KERAS_BACKEND=jax python -m pytest -q -p no:cacheprovider tests/test_layer.py tests/test_training.py "$@"
+KERAS_BACKEND=jax python -m pytest -q -p no:cacheprovider $AGNOSTIC tests/test_training.py "$@"
 if python -c "import torch" >/dev/null 2>&1; then
-    KERAS_BACKEND=torch python -m pytest -q -p no:cacheprovider tests/test_layer.py "$@"
+    KERAS_BACKEND=torch python -m pytest -q -p no:cacheprovider $AGNOSTIC "$@"
 else
-    echo "PyTorch is not installed: skipped the torch-backend layer tests."
+    echo "PyTorch is not installed: skipped the torch-backend tests."
 fi
 echo "test suite wall time: $((SECONDS - start)) s"
