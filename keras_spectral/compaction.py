@@ -108,6 +108,13 @@ def compact(model, eigenvectors=None):
         )
     layers = topology.layer_chain(model)
     dense = [layer for layer in layers if isinstance(layer, topology.FULLY_CONNECTED)]
+    for layer in dense:
+        if getattr(layer, "kernel_sparsity", None):
+            raise ValueError(
+                f"Layer '{layer.name}' has kernel_sparsity={layer.kernel_sparsity}: its "
+                "percentile mask depends on the whole kernel, so removing nodes would change "
+                "it. compact() handles node pruning without kernel_sparsity."
+            )
     input_shape = tuple(model.inputs[0].shape)
     if len(input_shape) != 2:
         raise ValueError(

@@ -6,6 +6,7 @@ import keras
 from keras import activations, constraints, initializers, ops, regularizers
 
 from keras_spectral import eigenvectors as eigenvector_modes
+from keras_spectral.weight_sparsity import check_sparsity, magnitude_mask
 
 # Defaults chosen by experiment (see docs/initialization.md): φ of unit scale and small
 # eigenvalues, so that the direct-space kernel starts at a Glorot-like scale while the
@@ -66,6 +67,9 @@ class SpectralDense(keras.layers.Layer):
             (`φ = A B`, both trained, inner size `eigenvector_rank`).
         eigenvector_rank: Positive integer, inner size of the `"lowrank"` factors, at
             most `min(n_in, units)`. Only for `eigenvectors="lowrank"`.
+        kernel_sparsity: `None` or a fraction in [0, 1): the direct-space kernel entries
+            smallest in magnitude, this fraction of them, are zeroed in every forward
+            pass (the weight-percentile rule of Chicchi et al., 2021).
         train_eigenvalues_in: Whether `eigenvalues_in` is trained.
         train_eigenvalues_out: Whether `eigenvalues_out` is trained.
         eigenvalues_in_initializer: Initializer for `eigenvalues_in`.
@@ -105,6 +109,7 @@ class SpectralDense(keras.layers.Layer):
         use_bias=True,
         eigenvectors="frozen",
         eigenvector_rank=None,
+        kernel_sparsity=None,
         train_eigenvalues_in=True,
         train_eigenvalues_out=True,
         eigenvalues_in_initializer=DEFAULT_EIGENVALUES_INITIALIZER,
@@ -141,6 +146,7 @@ class SpectralDense(keras.layers.Layer):
                 f"`eigenvector_rank` applies only to eigenvectors='lowrank'. Received: "
                 f"eigenvectors={eigenvectors!r}, eigenvector_rank={eigenvector_rank!r}"
             )
+        check_sparsity("kernel_sparsity", kernel_sparsity)
         _check_bool("use_bias", use_bias)
         _check_bool("train_eigenvalues_in", train_eigenvalues_in)
         _check_bool("train_eigenvalues_out", train_eigenvalues_out)
@@ -150,6 +156,7 @@ class SpectralDense(keras.layers.Layer):
         self.use_bias = use_bias
         self.eigenvector_mode = eigenvectors
         self.eigenvector_rank = eigenvector_rank
+        self.kernel_sparsity = kernel_sparsity
         self.train_eigenvalues_in = train_eigenvalues_in
         self.train_eigenvalues_out = train_eigenvalues_out
         self.eigenvalues_in_initializer = initializers.get(eigenvalues_in_initializer)
@@ -267,7 +274,12 @@ class SpectralDense(keras.layers.Layer):
         lam_out = ops.cast(self.eigenvalues_out, dtype) * mask_out
         gap = lam_in[:, None] - lam_out[None, :]
         node_mask = mask_in[:, None] * mask_out[None, :]
-        return self._eigenvectors.matrix(dtype) * gap * node_mask
+        return self._sparsify(self._eigenvectors.matrix(dtype) * gap * node_mask)
+
+    def _sparsify(self, kernel):
+        if not self.kernel_sparsity:
+            return kernel
+        return kernel * magnitude_mask(kernel, self.kernel_sparsity)
 
     def call(self, inputs):
         dtype = self.compute_dtype
@@ -276,7 +288,10 @@ class SpectralDense(keras.layers.Layer):
         inputs = inputs * mask_in
         lam_in = ops.cast(self.eigenvalues_in, dtype)
         lam_out = ops.cast(self.eigenvalues_out, dtype)
-        if self._eigenvectors.prefer_factored(_static_rows(inputs.shape)):
+        if self.kernel_sparsity:
+            # The percentile mask needs the whole (node-masked) kernel.
+            x = ops.matmul(inputs, self._kernel(dtype))
+        elif self._eigenvectors.prefer_factored(_static_rows(inputs.shape)):
             # x @ (φᵀ ⊙ (λ_in − λ_out)) = (x ⊙ λ_in) @ φᵀ − (x @ φᵀ) ⊙ λ_out,
             # evaluated through the factors of φᵀ without forming it.
             both = ops.concatenate([inputs * lam_in, inputs], axis=0)
@@ -326,6 +341,7 @@ class SpectralDense(keras.layers.Layer):
             "use_bias": self.use_bias,
             "eigenvectors": self.eigenvector_mode,
             "eigenvector_rank": self.eigenvector_rank,
+            "kernel_sparsity": self.kernel_sparsity,
             "train_eigenvalues_in": self.train_eigenvalues_in,
             "train_eigenvalues_out": self.train_eigenvalues_out,
         }

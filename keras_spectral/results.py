@@ -1,0 +1,57 @@
+"""Resumable results files for experiments: JSON lines, one finished cell per line.
+
+Each write replaces the whole file atomically (temporary file + `os.replace`), so an
+interrupted run never leaves a torn file; a rerun skips the cells already recorded.
+"""
+
+import json
+import os
+import tempfile
+
+
+class ResultsFile:
+    """Append-only record of finished experiment cells, keyed by a dict of identifiers.
+
+    Example:
+
+    >>> results = ResultsFile("results/sparsity.jsonl")  # doctest: +SKIP
+    >>> key = {"dataset": "mnist", "seed": 0}  # doctest: +SKIP
+    >>> if not results.has(key):  # doctest: +SKIP
+    ...     results.append(key, {"accuracy": 0.97})
+    """
+
+    def __init__(self, path):
+        self.path = path
+
+    def records(self):
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    @staticmethod
+    def _same(record, key):
+        return all(record.get("key", {}).get(k) == v for k, v in key.items()) and len(
+            record.get("key", {})
+        ) == len(key)
+
+    def has(self, key):
+        return any(self._same(r, key) for r in self.records())
+
+    def append(self, key, values):
+        """Record a finished cell (atomically: the file is rewritten and renamed)."""
+        lines = [json.dumps(r, sort_keys=True) for r in self.records()]
+        lines.append(json.dumps({"key": key, **values}, sort_keys=True))
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".partial")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
