@@ -13,7 +13,10 @@ from keras_spectral.layers import SpectralDense
 # name -> SpectralDense arguments (None: keras.layers.Dense)
 METHODS = {
     "dense": None,
-    "spectral_one_set": dict(eigenvectors="frozen", train_eigenvalues_in=False),
+    # Giambagli et al. (2021): λ_in fixed at zero, so kernel = −φᵀ ⊙ λ_out.
+    "spectral_one_set": dict(
+        eigenvectors="frozen", train_eigenvalues_in=False, eigenvalues_in_initializer="zeros"
+    ),
     "spectral_two_sets": dict(eigenvectors="frozen"),
     "spectral_svd": dict(eigenvectors="svd"),
     "spectral_qr": dict(eigenvectors="qr"),
@@ -22,7 +25,7 @@ METHODS = {
 
 DESCRIPTIONS = {
     "dense": "Dense (direct space)",
-    "spectral_one_set": "Spectral, eigenvalues only, one set (λ_in frozen)",
+    "spectral_one_set": "Spectral, eigenvalues only, one set (λ_in = 0 frozen)",
     "spectral_two_sets": "Spectral, eigenvalues only, two sets",
     "spectral_svd": "Spectral, two sets + SVD eigenvectors",
     "spectral_qr": "Spectral, two sets + QR eigenvectors",

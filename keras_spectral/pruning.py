@@ -5,14 +5,15 @@ A hidden node sits between a producing layer (whose output it is) and a consumin
 (whose input it is). Its spectral knobs are `|λ_out|` of the producer and `|λ_in|` of the
 consumer; `score` picks how they rank nodes:
 
-- `"in"` (default): `|λ_in|` of the consuming layer. In `w = φᵀ ⊙ (λ_in − λ_out)` the
-  node's whole outgoing row scales with `λ_in` on top of the part shared by all rows.
+- `"in"`: `|λ_in|` of the consuming layer. In `w = φᵀ ⊙ (λ_in − λ_out)` the node's whole
+  outgoing row scales with `λ_in` on top of the part shared by all rows.
 - `"out"`: `|λ_out|` of the producing layer (the criterion of Buffoni et al., 2022, whose
   layers train `λ_out` alone).
-- `"sum"`, `"product"`: `|λ_out| + |λ_in|`, `|λ_out| · |λ_in|`.
+- `"sum"` (default): `|λ_out| + |λ_in|`, both knobs of the node.
+- `"product"`: `|λ_out| · |λ_in|`.
 
-The choice of default is an experiment: `benchmarks/node_scores.py`, recorded in
-`docs/sparsity.md`.
+The default was chosen by experiment (`benchmarks/sparsity.py nodes` records the
+accuracy after pruning with every score; see `docs/sparsity.md`).
 
 Removing a node sets its mask to 0 and its eigenvalue to 0: in the producer when it is a
 `SpectralDense` (its column of weights vanishes and the node outputs the constant
@@ -132,12 +133,12 @@ def prunable_layers(model, score):
     return layers
 
 
-def node_scores(model, score="in"):
+def node_scores(model, score="sum"):
     """`{hidden layer name: score per node}` for the layers `score` can rank."""
     return {h.name: h.scores(score) for h in prunable_layers(model, score)}
 
 
-def prune_nodes(model, fraction=None, threshold=None, score="in", scope="layer"):
+def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"):
     """Remove hidden nodes by eigenvalue score, in place; returns `node_sparsity(model)`.
 
     Only hidden layers that `score` can rank are pruned (`prunable_layers`).
@@ -263,7 +264,7 @@ class EigenvaluePruning(keras.callbacks.Callback):
         self,
         schedule=None,
         threshold=None,
-        score="in",
+        score="sum",
         scope="layer",
         frequency=100,
         begin_step=0,

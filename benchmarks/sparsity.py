@@ -1,0 +1,228 @@
+"""Sparsity experiments: spectral node pruning and weight-level sparsity vs the baselines.
+
+    python benchmarks/sparsity.py nodes   [--datasets mnist fashion_mnist] [--activations tanh relu] [--seeds 5] [--epochs 5]
+    python benchmarks/sparsity.py weights [--datasets mnist fashion_mnist] [--seeds 5] [--epochs 3]
+    python benchmarks/sparsity.py report  [--out docs]
+
+`nodes` (Buffoni et al., Sci. Rep. 2022): 784-500-10 networks; accuracy after removing
+50/70/80/90/95 % of the hidden nodes for
+  - dense_l1: Dense network, nodes ranked by incoming L1 norm, removed after training;
+  - spectral_post: SpectralDense with both eigenvalue sets and φ trained, nodes ranked by
+    eigenvalue (every score in `keras_spectral.pruning.SCORES`), removed after training;
+  - spectral_filter: eigenvalues-only training, nodes ranked by eigenvalue and removed,
+    then the compact network retrained with trainable eigenvectors (the "alternate"
+    mode), for as many epochs again.
+`weights` (Chicchi et al., PRE 2021): 784-500-10 tanh networks whose weights below the
+p-th percentile of |w| are zero at every step (p = 50/80/90/95/98 %): Dense with the
+`MagnitudeSparsity` constraint, SpectralDense (trainable φ, two eigenvalue sets) with
+`kernel_sparsity`, and tfmot's `prune_low_magnitude` (PolynomialDecay to p over the first
+two thirds of training, on tf_keras).
+
+Adam 1e-3, batch 200. Results are appended, one finished cell at a time, to
+`results/sparsity.jsonl` (atomic rewrites); a rerun skips finished cells. `report`
+renders markdown tables and PNG plots from that file alone.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import date
+
+import keras
+import numpy as np
+
+from keras_spectral import compact, datasets, prune_nodes
+from keras_spectral.baselines import (
+    prune_dense_nodes_by_incoming_l1,
+    tfmot_magnitude_pruned_mlp,
+    weight_sparsity,
+)
+from keras_spectral.layers import SpectralDense
+from keras_spectral.models import build_mlp
+from keras_spectral.pruning import SCORES
+from keras_spectral.results import ResultsFile
+from keras_spectral.weight_sparsity import MagnitudeSparsity
+
+FRACTIONS = (0.5, 0.7, 0.8, 0.9, 0.95)
+SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
+NODE_METHODS = ("dense_l1", "spectral_post", "spectral_filter")
+WEIGHT_METHODS = ("dense_percentile", "spectral_percentile", "tfmot")
+DEFAULT_RESULTS = os.path.join("results", "sparsity.jsonl")
+HIDDEN = 500
+BATCH = 200
+
+
+def compile_and_fit(model, data, epochs, callbacks=()):
+    (x, y), _ = data
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    return model
+
+
+def accuracy(model, data):
+    _, (x, y) = data
+    return float(model.evaluate(x, y, batch_size=2000, verbose=0)[1])
+
+
+# --- experiment 1: node removal ----------------------------------------------------------
+
+
+def run_dense_l1(data, activation, epochs, score):
+    model = compile_and_fit(build_mlp(784, (HIDDEN,), 10, "dense", activation), data, epochs)
+    result = {"0.0": accuracy(model, data)}
+    for fraction in FRACTIONS:  # removal is cumulative: each step removes more
+        prune_dense_nodes_by_incoming_l1(model, fraction)
+        result[str(fraction)] = accuracy(model, data)
+    return {"accuracy": result}
+
+
+def _post_training_curves(model, data):
+    """Accuracy at each fraction removed, per score, from the same trained weights."""
+    trained = model.get_weights()
+    curves = {}
+    for score in SCORES:
+        model.set_weights(trained)
+        curves[score] = {"0.0": accuracy(model, data)}
+        for fraction in FRACTIONS:
+            prune_nodes(model, fraction=fraction, score=score)
+            curves[score][str(fraction)] = accuracy(model, data)
+    model.set_weights(trained)
+    return curves
+
+
+def run_spectral_post(data, activation, epochs, score):
+    model = build_mlp(784, (HIDDEN,), 10, "spectral_trainable", activation)
+    compile_and_fit(model, data, epochs)
+    curves = _post_training_curves(model, data)
+    return {"accuracy": curves[score], "accuracy_by_score": curves}
+
+
+def run_spectral_filter(data, activation, epochs, score):
+    model = build_mlp(784, (HIDDEN,), 10, "spectral_two_sets", activation)
+    compile_and_fit(model, data, epochs)
+    no_retraining = _post_training_curves(model, data)
+    trained = model.get_weights()
+    result = {"0.0": no_retraining[score]["0.0"]}
+    for fraction in FRACTIONS:
+        model.set_weights(trained)
+        prune_nodes(model, fraction=fraction, score=score)
+        small = compact(model, eigenvectors="trainable")
+        compile_and_fit(small, data, epochs)
+        result[str(fraction)] = accuracy(small, data)
+    return {"accuracy": result, "accuracy_without_retraining_by_score": no_retraining}
+
+
+NODE_RUNNERS = {
+    "dense_l1": run_dense_l1,
+    "spectral_post": run_spectral_post,
+    "spectral_filter": run_spectral_filter,
+}
+
+
+# --- experiment 2: weight percentile -----------------------------------------------------
+
+
+def run_weights(method, data, sparsity, epochs):
+    if method == "tfmot":
+        (x, _), _ = data
+        steps = epochs * int(np.ceil(len(x) / BATCH))
+        model, callbacks = tfmot_magnitude_pruned_mlp(
+            784, (HIDDEN,), 10, sparsity, end_step=max(1, (2 * steps) // 3), activation="tanh"
+        )
+        (x, y), (xt, yt) = data
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=callbacks)
+        acc = float(model.evaluate(xt, yt, batch_size=2000, verbose=0)[1])
+        import tensorflow_model_optimization as tfmot
+
+        stripped = tfmot.sparsity.keras.strip_pruning(model)
+        kernels = [layer.get_weights()[0] for layer in stripped.layers]
+        return {"accuracy": acc, "measured_sparsity": weight_sparsity(kernels)}
+    if method == "dense_percentile":
+        layers = [
+            keras.layers.Dense(HIDDEN, activation="tanh", kernel_constraint=MagnitudeSparsity(sparsity)),
+            keras.layers.Dense(10, activation="softmax", kernel_constraint=MagnitudeSparsity(sparsity)),
+        ]
+    else:
+        options = dict(eigenvectors="trainable", kernel_sparsity=sparsity)
+        layers = [
+            SpectralDense(HIDDEN, activation="tanh", **options),
+            SpectralDense(10, activation="softmax", **options),
+        ]
+    model = compile_and_fit(keras.Sequential([keras.Input((784,))] + layers), data, epochs)
+    kernels = [np.asarray(keras.ops.convert_to_numpy(layer.kernel)) for layer in model.layers]
+    return {"accuracy": accuracy(model, data), "measured_sparsity": weight_sparsity(kernels)}
+
+
+# --- driver ------------------------------------------------------------------------------
+
+
+def run_cells(cells, results, describe):
+    todo = [(key, fn) for key, fn in cells if not results.has(key)]
+    print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; {len(todo)} to run.", flush=True)
+    for i, (key, fn) in enumerate(todo, 1):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(key["seed"])
+        start = time.perf_counter()
+        values = fn()
+        values["seconds"] = round(time.perf_counter() - start, 1)
+        values["machine"] = f"{os.cpu_count()} CPU cores, {platform.machine()}, keras {keras.__version__} ({keras.backend.backend()})"
+        values["date"] = date.today().isoformat()
+        results.append(key, values)
+        print(f"[{i}/{len(todo)}] {describe(key)}: {summary(values)} ({values['seconds']} s)", flush=True)
+
+
+def summary(values):
+    acc = values["accuracy"]
+    if isinstance(acc, dict):
+        return " ".join(f"{k}:{v:.3f}" for k, v in acc.items())
+    return f"acc {acc:.4f}, sparsity {values['measured_sparsity']:.3f}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", choices=("nodes", "weights", "report"))
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"])
+    parser.add_argument("--activations", nargs="+", default=["tanh", "relu"])
+    parser.add_argument("--methods", nargs="+", default=None)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None, help="default: 5 (nodes), 3 (weights)")
+    parser.add_argument("--score", default="sum", choices=SCORES, help="node score for the main curves")
+    parser.add_argument("--results", default=DEFAULT_RESULTS)
+    parser.add_argument("--out", default="docs", help="report: where the tables and plots go")
+    args = parser.parse_args(argv)
+    results = ResultsFile(args.results)
+    if args.experiment == "report":
+        from sparsity_report import write_report
+
+        write_report(results.records(), args.out, " ".join(["python"] + sys.argv), score=args.score)
+        return
+    data = {name: datasets.load_flat(name) for name in args.datasets}
+    cells = []
+    if args.experiment == "nodes":
+        epochs = args.epochs or 5
+        for name in args.datasets:
+            for activation in args.activations:
+                for seed in range(args.seeds):
+                    for method in args.methods or NODE_METHODS:
+                        key = dict(experiment="nodes", dataset=name, activation=activation, seed=seed,
+                                   method=method, epochs=epochs, score=args.score)
+                        fn = (lambda m=method, d=data[name], a=activation: NODE_RUNNERS[m](d, a, epochs, args.score))
+                        cells.append((key, fn))
+    else:
+        epochs = args.epochs or 3
+        for name in args.datasets:
+            for seed in range(args.seeds):
+                for sparsity in SPARSITIES:
+                    for method in args.methods or WEIGHT_METHODS:
+                        key = dict(experiment="weights", dataset=name, activation="tanh", seed=seed,
+                                   method=method, epochs=epochs, sparsity=sparsity)
+                        fn = (lambda m=method, d=data[name], s=sparsity: run_weights(m, d, s, epochs))
+                        cells.append((key, fn))
+    run_cells(cells, results, lambda k: " ".join(f"{v}" for v in k.values()))
+
+
+if __name__ == "__main__":
+    main()
