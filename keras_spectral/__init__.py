@@ -2,6 +2,7 @@
 of a transfer operator), with eigenvalue-driven sparsity."""
 
 from keras_spectral.compaction import compact
+from keras_spectral.export import collapse
 from keras_spectral.layers import SpectralDense
 from keras_spectral.pruning import EigenvaluePruning, node_scores, node_sparsity, prune_nodes
 from keras_spectral.schedules import ConstantSparsity, PolynomialDecay
@@ -17,5 +18,6 @@ __all__ = [
     "node_scores",
     "node_sparsity",
     "compact",
+    "collapse",
     "__version__",
 ]

@@ -361,6 +361,7 @@ class SpectralDense(keras.layers.Layer):
 def _static_rows(shape):
     """Number of rows the last-axis matmul sees, or None if not known statically."""
     leading = shape[:-1]
-    if any(d is None for d in leading):
+    # None (TF) or a symbolic dimension (JAX export) means: not known statically.
+    if not all(isinstance(d, int) for d in leading):
         return None
-    return math.prod(int(d) for d in leading)
+    return math.prod(leading)
