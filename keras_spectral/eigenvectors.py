@@ -108,6 +108,47 @@ class FrozenEigenvectors(_Eigenvectors):
         return _cast(self.weight, dtype)
 
 
+def seeded_matrix(seed, n_in, units):
+    """φᵀ, shape `(n_in, units)`, uniform with unit variance (on ±√3), from the raw bits
+    of NumPy's PCG64 generator with only exactly rounded arithmetic: the same numbers on
+    every platform, backend and NumPy version, so φ need not be saved."""
+    bits = np.random.PCG64(seed).random_raw(n_in * units)
+    uniform = (bits >> np.uint64(11)).astype("float64") * 2.0**-53  # [0, 1), exact
+    return ((2.0 * uniform - 1.0) * np.sqrt(3.0)).reshape(n_in, units)
+
+
+def fingerprint(matrix):
+    """Four numbers that tell one φ from another (checked when seeded weights load)."""
+    matrix = np.asarray(matrix, dtype="float64")
+    return np.array([matrix.sum(), (matrix**2).mean(), matrix.flat[0], matrix.flat[-1]])
+
+
+class SeededEigenvectors(_Eigenvectors):
+    """Frozen φ regenerated from `eigenvector_seed` instead of stored: a saved layer keeps
+    only four fingerprint numbers of it, to detect a mismatched seed on load."""
+
+    def build(self):
+        phi = seeded_matrix(self.layer.eigenvector_seed, self.n_in, self.units)
+        self.expected_fingerprint = fingerprint(phi)
+        self.constant = ops.convert_to_tensor(phi.astype(self.layer.variable_dtype))
+        self.fingerprint = self._add(
+            "eigenvector_fingerprint", (4,), _constant(self.expected_fingerprint), False
+        )
+
+    def matrix(self, dtype):
+        return _cast(self.constant, dtype)
+
+    def check(self):
+        stored = np.asarray(ops.convert_to_numpy(self.fingerprint), dtype="float64")
+        if not np.allclose(stored, self.expected_fingerprint, rtol=1e-5, atol=1e-5):
+            raise ValueError(
+                f"Layer '{self.layer.name}' regenerates its eigenvectors from "
+                f"eigenvector_seed={self.layer.eigenvector_seed}, but the loaded weights were "
+                "saved with different eigenvectors (another seed). Load them into a layer "
+                "with the seed they were saved with."
+            )
+
+
 class TrainableEigenvectors(FrozenEigenvectors):
     """φ trained in full (as many parameters as a Dense kernel)."""
 
@@ -221,6 +262,8 @@ def takes_rank(mode):
     return _CLASSES[mode].takes_rank
 
 
-def make(mode, layer, n_in, units, rank=None):
+def make(mode, layer, n_in, units, rank=None, seeded=False):
     """The eigenvector holder for `mode` (already validated by the layer)."""
+    if seeded:
+        return SeededEigenvectors(layer, n_in, units, rank)
     return _CLASSES[mode](layer, n_in, units, rank)

@@ -67,6 +67,10 @@ class SpectralDense(keras.layers.Layer):
             (`φ = A B`, both trained, inner size `eigenvector_rank`).
         eigenvector_rank: Positive integer, inner size of the `"lowrank"` factors, at
             most `min(n_in, units)`. Only for `eigenvectors="lowrank"`.
+        eigenvector_seed: Non-negative integer, `"frozen"` mode only: draw φ (uniform, unit
+            variance) from the raw bits of NumPy's PCG64 generator seeded with it,
+            identically on every platform and backend, and do not save φ (a saved eigenvalues-only layer then holds
+            O(n_in + units) numbers). `eigenvectors_initializer` is not used.
         kernel_sparsity: `None` or a fraction in [0, 1): the direct-space kernel entries
             smallest in magnitude, this fraction of them, are zeroed in every forward
             pass (the weight-percentile rule of Chicchi et al., 2021).
@@ -109,6 +113,7 @@ class SpectralDense(keras.layers.Layer):
         use_bias=True,
         eigenvectors="frozen",
         eigenvector_rank=None,
+        eigenvector_seed=None,
         kernel_sparsity=None,
         train_eigenvalues_in=True,
         train_eigenvalues_out=True,
@@ -146,6 +151,17 @@ class SpectralDense(keras.layers.Layer):
                 f"`eigenvector_rank` applies only to eigenvectors='lowrank'. Received: "
                 f"eigenvectors={eigenvectors!r}, eigenvector_rank={eigenvector_rank!r}"
             )
+        if eigenvector_seed is not None:
+            if isinstance(eigenvector_seed, bool) or not isinstance(eigenvector_seed, int) or eigenvector_seed < 0:
+                raise ValueError(
+                    "Received an invalid value for `eigenvector_seed`, expected a non-negative "
+                    f"integer or None. Received: eigenvector_seed={eigenvector_seed!r}"
+                )
+            if eigenvectors != "frozen":
+                raise ValueError(
+                    "`eigenvector_seed` applies only to eigenvectors='frozen'. Received: "
+                    f"eigenvectors={eigenvectors!r}, eigenvector_seed={eigenvector_seed}"
+                )
         check_sparsity("kernel_sparsity", kernel_sparsity)
         _check_bool("use_bias", use_bias)
         _check_bool("train_eigenvalues_in", train_eigenvalues_in)
@@ -156,6 +172,7 @@ class SpectralDense(keras.layers.Layer):
         self.use_bias = use_bias
         self.eigenvector_mode = eigenvectors
         self.eigenvector_rank = eigenvector_rank
+        self.eigenvector_seed = eigenvector_seed
         self.kernel_sparsity = kernel_sparsity
         self.train_eigenvalues_in = train_eigenvalues_in
         self.train_eigenvalues_out = train_eigenvalues_out
@@ -220,7 +237,7 @@ class SpectralDense(keras.layers.Layer):
             name="eigenvalues_out_mask", shape=(self.units,), initializer="ones", trainable=False
         )
         self._eigenvectors = eigenvector_modes.make(
-            self.eigenvector_mode, self, n_in, self.units, rank
+            self.eigenvector_mode, self, n_in, self.units, rank, seeded=self.eigenvector_seed is not None
         )
         self._eigenvectors.build()
         if self.use_bias:
@@ -307,6 +324,25 @@ class SpectralDense(keras.layers.Layer):
             x = self.activation(x)
         return x
 
+    def load_own_variables(self, store):
+        variables = self._trainable_variables + self._non_trainable_variables
+        saved = [tuple(store[str(i)].shape) for i in range(len(store.keys()))]
+        if saved != [tuple(v.shape) for v in variables]:
+            how = (
+                f"regenerated from eigenvector_seed={self.eigenvector_seed} and not saved"
+                if self.eigenvector_seed is not None
+                else "saved with the weights (no eigenvector_seed)"
+            )
+            raise ValueError(
+                f"Layer '{self.name}' cannot load the saved variables of shapes {saved}: it "
+                f"expects {[tuple(v.shape) for v in variables]}. Its eigenvectors are {how}; "
+                "load the weights into a layer configured like the one that saved them "
+                "(same `eigenvectors`, `eigenvector_rank` and `eigenvector_seed`)."
+            )
+        super().load_own_variables(store)
+        if self.eigenvector_seed is not None:
+            self._eigenvectors.check()
+
     def compute_output_shape(self, input_shape):
         output_shape = list(input_shape)
         output_shape[-1] = self.units
@@ -341,6 +377,7 @@ class SpectralDense(keras.layers.Layer):
             "use_bias": self.use_bias,
             "eigenvectors": self.eigenvector_mode,
             "eigenvector_rank": self.eigenvector_rank,
+            "eigenvector_seed": self.eigenvector_seed,
             "kernel_sparsity": self.kernel_sparsity,
             "train_eigenvalues_in": self.train_eigenvalues_in,
             "train_eigenvalues_out": self.train_eigenvalues_out,
