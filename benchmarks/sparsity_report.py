@@ -62,9 +62,11 @@ def node_tables(records, score):
     lines = []
     for dataset, activation in groups:
         epochs = sorted({r["key"]["epochs"] for r in rows})
+        retrain = sorted({r["key"]["retrain_epochs"] for r in rows if "retrain_epochs" in r["key"]})
         lines += [
             f"#### {DATASET_NAMES.get(dataset, dataset)}, 784-500-10 {activation} "
-            f"({', '.join(map(str, epochs))} epochs per training)",
+            f"({', '.join(map(str, epochs))} epochs per training; the filter's compact network "
+            f"is retrained for {', '.join(map(str, retrain)) or '–'})",
             "",
             "| method | " + " | ".join(f"{float(f) * 100:g} % removed" for f in fractions)
             + " | published @ 90 % |",
