@@ -8,6 +8,12 @@ from collections import defaultdict
 
 import numpy as np
 
+from report_utils import atomic_write as _atomic_write
+from report_utils import cell as _cell
+from report_utils import provenance as _provenance
+from report_utils import save_figure
+from report_utils import stats as _stats
+
 NODE_LABELS = {
     "dense_l1": "Dense + incoming-L1 removal",
     "spectral_post": "Spectral, removal after training",
@@ -24,35 +30,6 @@ PUBLISHED_90 = {
     "mnist": {"dense_l1": 60.3, "spectral_post": 73.3, "spectral_filter": 97.7},
 }
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
-
-
-def _stats(values):
-    values = np.asarray(values, dtype=float) * 100
-    return values.mean(), values.std(), len(values)
-
-
-def _cell(values):
-    if not values:
-        return "–"
-    mean, std, n = _stats(values)
-    return f"{mean:.1f} ± {std:.1f} ({n})"
-
-
-def _atomic_write(path, text):
-    tmp = path + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _provenance(records):
-    machines = sorted({r.get("machine", "?") for r in records})
-    dates = sorted({r.get("date", "?") for r in records})
-    seconds = sum(r.get("seconds", 0) for r in records)
-    return (
-        f"Machine: {'; '.join(machines)}. Dates: {dates[0]} to {dates[-1]}. "
-        f"{len(records)} cells, {seconds / 60:.0f} min of training and evaluation."
-    )
 
 
 def node_tables(records, score):
@@ -157,9 +134,8 @@ def plot_nodes(records, score, path):
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path + ".partial.png", dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(path + ".partial.png", path)
     return True
 
 
@@ -187,9 +163,8 @@ def plot_weights(records, path):
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path + ".partial.png", dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(path + ".partial.png", path)
     return True
 
 

@@ -1,0 +1,41 @@
+"""Helpers shared by the benchmark reports: statistics cells, provenance, atomic writes."""
+
+import os
+
+import numpy as np
+
+
+def stats(values):
+    """(mean, std, n) of accuracies given as fractions, in percent."""
+    values = np.asarray(values, dtype=float) * 100
+    return values.mean(), values.std(), len(values)
+
+
+def cell(values):
+    if not values:
+        return "–"
+    mean, std, n = stats(values)
+    return f"{mean:.1f} ± {std:.1f} ({n})"
+
+
+def atomic_write(path, text):
+    tmp = path + ".partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def provenance(records):
+    machines = sorted({r.get("machine", "?") for r in records})
+    dates = sorted({r.get("date", "?") for r in records})
+    seconds = sum(r.get("seconds", r.get("train_seconds", 0)) for r in records)
+    return (
+        f"Machine: {'; '.join(machines)}. Dates: {dates[0]} to {dates[-1]}. "
+        f"{len(records)} cells, {seconds / 60:.0f} min of training and evaluation."
+    )
+
+
+def save_figure(fig, path):
+    """Save a matplotlib figure atomically."""
+    fig.savefig(path + ".partial.png", dpi=110)
+    os.replace(path + ".partial.png", path)

@@ -1,0 +1,129 @@
+"""Render `results/reproduce.jsonl` as markdown tables, a targets check and PNG plots."""
+
+import os
+
+import numpy as np
+
+from report_utils import atomic_write, cell, provenance, save_figure, stats
+
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10 (flattened)"}
+
+
+def _group(rows, **match):
+    return [r for r in rows if all(r["key"][k] == v for k, v in match.items())]
+
+
+def tables(rows, descriptions):
+    lines = []
+    for dataset in sorted({r["key"]["dataset"] for r in rows}):
+        widths = sorted({r["key"]["width"] for r in rows if r["key"]["dataset"] == dataset})
+        lines += [
+            f"### {DATASET_NAMES.get(dataset, dataset)}",
+            "",
+            "| method | " + " | ".join(f"W={w}" for w in widths) + " | trainable params (W=" + str(widths[-1]) + ") | epochs run (median) | learning rate |",
+            "|---" * (len(widths) + 4) + "|",
+        ]
+        for method, label in descriptions.items():
+            group = _group(rows, dataset=dataset, method=method)
+            if not group:
+                continue
+            cells = [cell([r["test_accuracy"] for r in _group(group, width=w)]) for w in widths]
+            widest = _group(group, width=widths[-1])
+            params = f"{widest[0]['trainable_params']:,}" if widest else "–"
+            epochs = int(np.median([r["epochs_run"] for r in group]))
+            rates = sorted({r["lr"] for r in group})
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {params} | {epochs} | {', '.join(map(str, rates))} |")
+        lines.append("")
+    return lines
+
+
+def targets(rows):
+    """The issue's targets, evaluated on whatever cells exist (never asserted as met)."""
+
+    def mean(dataset, method, width):
+        group = _group(rows, dataset=dataset, method=method, width=width)
+        return (np.mean([r["test_accuracy"] for r in group]) * 100, group) if group else (None, [])
+
+    lines = ["| target | data set, width | measured | met? |", "|---|---|---|---|"]
+    for dataset, floor in (("mnist", 95.5), ("fashion_mnist", 86.0)):
+        for width in sorted({r["key"]["width"] for r in _group(rows, dataset=dataset)}):
+            acc, group = mean(dataset, "spectral_two_sets", width)
+            dense = _group(rows, dataset=dataset, method="dense", width=width)
+            if acc is None or not dense:
+                continue
+            share = group[0]["trainable_params"] / dense[0]["trainable_params"] * 100
+            if share < 1:
+                lines.append(f"| two sets ≥ {floor} % at < 1 % of Dense's parameters ({share:.2f} %) | "
+                             f"{dataset}, {width} | {acc:.2f} % | {'yes' if acc >= floor else 'no'} |")
+    for dataset in sorted({r["key"]["dataset"] for r in rows}):
+        for width in sorted({r["key"]["width"] for r in _group(rows, dataset=dataset)}):
+            dense, _ = mean(dataset, "dense", width)
+            one, _ = mean(dataset, "spectral_one_set", width)
+            two, _ = mean(dataset, "spectral_two_sets", width)
+            if one is not None and two is not None:
+                lines.append(f"| two sets clearly above one set | {dataset}, {width} | {two:.2f} vs {one:.2f} % | {'yes' if two >= one + 1 else 'no'} |")
+            if dense is None:
+                continue
+            for method, gap in (("spectral_svd", 1.0), ("spectral_qr", 0.3), ("spectral_trainable", 0.3)):
+                acc, _ = mean(dataset, method, width)
+                if acc is not None:
+                    lines.append(f"| {method} within {gap} pt of Dense | {dataset}, {width} | {acc:.2f} vs {dense:.2f} % | {'yes' if acc >= dense - gap else 'no'} |")
+    if len(lines) == 2:
+        return ["No target can be evaluated on the cells run so far.", ""]
+    return lines + [""]
+
+
+def plots(rows, descriptions, folder):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r["key"]["dataset"] for r in rows})
+    made = []
+    for kind in ("width", "params"):
+        fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets), 3.8), squeeze=False)
+        for ax, dataset in zip(axes[0], datasets):
+            for method, label in descriptions.items():
+                group = _group(rows, dataset=dataset, method=method)
+                widths = sorted({r["key"]["width"] for r in group})
+                if not widths:
+                    continue
+                s = [stats([r["test_accuracy"] for r in _group(group, width=w)]) for w in widths]
+                xs = widths if kind == "width" else [_group(group, width=w)[0]["trainable_params"] for w in widths]
+                ax.errorbar(xs, [v[0] for v in s], yerr=[v[1] for v in s], marker="o", capsize=3, label=label)
+            if kind == "params":
+                ax.set_xscale("log")
+            ax.set_xlabel("hidden width" if kind == "width" else "trainable parameters")
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title(DATASET_NAMES.get(dataset, dataset))
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=6)
+        fig.tight_layout()
+        name = f"reproduce_accuracy_vs_{kind}.png"
+        save_figure(fig, os.path.join(folder, name))
+        plt.close(fig)
+        made.append(name)
+    return made
+
+
+def write_report(records, out_dir, command, descriptions):
+    rows = [r for r in records if r["key"]["experiment"] == "grid"]
+    figures = os.path.join(out_dir, "figures")
+    os.makedirs(figures, exist_ok=True)
+    lines = [
+        "# Dense vs spectral: reproduction results",
+        "",
+        f"Generated from `results/reproduce.jsonl` by `{command}`; runs made with "
+        "`python benchmarks/reproduce.py grid` (protocol in its docstring). Test accuracy in %, "
+        "mean ± std over seeds (number of seeds in brackets).",
+        "",
+        provenance(rows) if rows else "No grid cells have run yet.",
+        "",
+    ]
+    if rows:
+        lines += tables(rows, descriptions) + ["## Targets", ""] + targets(rows)
+        for name in plots(rows, descriptions, figures):
+            lines += [f"![{name}](figures/{name})", ""]
+    atomic_write(os.path.join(out_dir, "reproduce_results.md"), "\n".join(lines) + "\n")
+    print(f"wrote {os.path.join(out_dir, 'reproduce_results.md')}")
