@@ -204,9 +204,10 @@ def main(argv=None):
     cells = []
     if args.experiment == "nodes":
         epochs = args.epochs or 5
-        for name in args.datasets:
-            for activation in args.activations:
-                for seed in range(args.seeds):
+        # Seeds outermost, so a run stopped early has every data set and activation.
+        for seed in range(args.seeds):
+            for name in args.datasets:
+                for activation in args.activations:
                     for method in args.methods or NODE_METHODS:
                         key = dict(experiment="nodes", dataset=name, activation=activation, seed=seed,
                                    method=method, epochs=epochs, score=args.score)
@@ -217,8 +218,8 @@ def main(argv=None):
                         cells.append((key, fn))
     else:
         epochs = args.epochs or 3
-        for name in args.datasets:
-            for seed in range(args.seeds):
+        for seed in range(args.seeds):
+            for name in args.datasets:
                 for sparsity in SPARSITIES:
                     for method in args.methods or WEIGHT_METHODS:
                         key = dict(experiment="weights", dataset=name, activation="tanh", seed=seed,

@@ -19,10 +19,12 @@ DEFAULT_EIGENVALUES_INITIALIZER = {
 }
 
 
-def _check_positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_positive_int(name, value):
+    if not _is_int(value) or value <= 0:
         raise ValueError(
             f"Received an invalid value for `{name}`, expected a positive integer. "
             f"Received: {name}={value!r}"
@@ -152,7 +154,7 @@ class SpectralDense(keras.layers.Layer):
                 f"eigenvectors={eigenvectors!r}, eigenvector_rank={eigenvector_rank!r}"
             )
         if eigenvector_seed is not None:
-            if isinstance(eigenvector_seed, bool) or not isinstance(eigenvector_seed, int) or eigenvector_seed < 0:
+            if not _is_int(eigenvector_seed) or eigenvector_seed < 0:
                 raise ValueError(
                     "Received an invalid value for `eigenvector_seed`, expected a non-negative "
                     f"integer or None. Received: eigenvector_seed={eigenvector_seed!r}"
