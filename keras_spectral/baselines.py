@@ -13,16 +13,14 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_spectral.validation import check_fraction
+
 
 def prune_dense_nodes_by_incoming_l1(model, fraction):
     """Zero, in place, the incoming weights of the `fraction` of each hidden Dense layer's
     nodes with the smallest incoming L1 norm (the node then outputs `activation(bias)`).
     Returns `{layer name: fraction removed}`."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
-        raise ValueError(
-            "Received an invalid value for `fraction`, expected a number in [0, 1). "
-            f"Received: fraction={fraction!r}"
-        )
+    check_fraction("fraction", fraction)
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     if len(dense) < 2:
         raise ValueError(f"Model '{model.name}' has no hidden Dense layer to prune.")

@@ -32,6 +32,8 @@ import urllib.request
 
 import numpy as np
 
+from keras_spectral.validation import check_choice
+
 ENV_VAR = "KERAS_SPECTRAL_DATA"
 DEFAULT_DIR = os.path.join("~", ".keras", "datasets", "keras_spectral")
 
@@ -218,10 +220,7 @@ _LOADERS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10":
 
 def load(name, data_dir=None, download=True):
     """Load a data set by name (one of `NAMES`)."""
-    if name not in _LOADERS:
-        raise ValueError(
-            f"Received an invalid value for `name`, expected one of {NAMES}. Received: name={name!r}"
-        )
+    check_choice("name", name, NAMES)
     return _LOADERS[name](data_dir=data_dir, download=download)
 
 

@@ -6,6 +6,7 @@ import keras
 from keras import activations, constraints, initializers, ops, regularizers
 
 from keras_spectral import eigenvectors as eigenvector_modes
+from keras_spectral.validation import check_bool, check_choice, check_positive_int, is_int
 from keras_spectral.weight_sparsity import check_sparsity, magnitude_mask
 
 # Defaults chosen by experiment (see docs/initialization.md): φ of unit scale and small
@@ -17,26 +18,6 @@ DEFAULT_EIGENVALUES_INITIALIZER = {
     "class_name": "RandomUniform",
     "config": {"minval": -0.02, "maxval": 0.02},
 }
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_positive_int(name, value):
-    if not _is_int(value) or value <= 0:
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected a positive integer. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"Received an invalid value for `{name}`, expected True or False. "
-            f"Received: {name}={value!r}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_spectral")
@@ -135,26 +116,22 @@ class SpectralDense(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        _check_positive_int("units", units)
-        if eigenvectors not in eigenvector_modes.MODES:
-            raise ValueError(
-                "Received an invalid value for `eigenvectors`, expected one of "
-                f"{eigenvector_modes.MODES}. Received: eigenvectors={eigenvectors!r}"
-            )
+        check_positive_int("units", units)
+        check_choice("eigenvectors", eigenvectors, eigenvector_modes.MODES)
         if eigenvector_modes.takes_rank(eigenvectors):
             if eigenvector_rank is None:
                 raise ValueError(
                     f"`eigenvector_rank` is required when eigenvectors={eigenvectors!r}; "
                     "expected a positive integer. Received: eigenvector_rank=None"
                 )
-            _check_positive_int("eigenvector_rank", eigenvector_rank)
+            check_positive_int("eigenvector_rank", eigenvector_rank)
         elif eigenvector_rank is not None:
             raise ValueError(
                 f"`eigenvector_rank` applies only to eigenvectors='lowrank'. Received: "
                 f"eigenvectors={eigenvectors!r}, eigenvector_rank={eigenvector_rank!r}"
             )
         if eigenvector_seed is not None:
-            if not _is_int(eigenvector_seed) or eigenvector_seed < 0:
+            if not is_int(eigenvector_seed) or eigenvector_seed < 0:
                 raise ValueError(
                     "Received an invalid value for `eigenvector_seed`, expected a non-negative "
                     f"integer or None. Received: eigenvector_seed={eigenvector_seed!r}"
@@ -165,9 +142,9 @@ class SpectralDense(keras.layers.Layer):
                     f"eigenvectors={eigenvectors!r}, eigenvector_seed={eigenvector_seed}"
                 )
         check_sparsity("kernel_sparsity", kernel_sparsity)
-        _check_bool("use_bias", use_bias)
-        _check_bool("train_eigenvalues_in", train_eigenvalues_in)
-        _check_bool("train_eigenvalues_out", train_eigenvalues_out)
+        check_bool("use_bias", use_bias)
+        check_bool("train_eigenvalues_in", train_eigenvalues_in)
+        check_bool("train_eigenvalues_out", train_eigenvalues_out)
 
         self.units = units
         self.activation = activations.get(activation)

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from keras_spectral.layers import SpectralDense
+from keras_spectral.validation import check_choice
 
 # name -> SpectralDense arguments (None: keras.layers.Dense)
 METHODS = {
@@ -44,11 +45,7 @@ def build_mlp(input_dim, hidden, classes, method="spectral_two_sets", activation
             `SpectralDense` regime.
         activation: Activation of the hidden layers.
     """
-    if method not in METHODS:
-        raise ValueError(
-            f"Received an invalid value for `method`, expected one of {tuple(METHODS)}. "
-            f"Received: method={method!r}"
-        )
+    check_choice("method", method, tuple(METHODS))
     options = METHODS[method]
 
     def layer(units, act):

@@ -28,17 +28,10 @@ from keras import ops
 from keras_spectral import topology
 from keras_spectral.layers import SpectralDense
 from keras_spectral.schedules import PruningSchedule
+from keras_spectral.validation import check_choice, check_fraction, check_non_negative
 
 SCORES = ("in", "out", "sum", "product")
 SCOPES = ("layer", "global")
-
-
-def _choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected one of {allowed}. "
-            f"Received: {name}={value!r}"
-        )
 
 
 def _values(variable):
@@ -123,7 +116,7 @@ def node_sparsity(model):
 def prunable_layers(model, score):
     """The hidden layers that `score` can rank: those whose needed neighbours are
     SpectralDense (`"out"`: the producer, `"in"`: the consumer, others: both)."""
-    _choice("score", score, SCORES)
+    check_choice("score", score, SCORES)
     layers = [h for h in hidden_layers(model) if h.can_score(score)]
     if not layers:
         raise ValueError(
@@ -158,27 +151,17 @@ def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"
     >>> prune_nodes(model, fraction=0.9)  # doctest: +SKIP
     {'spectral_dense': 0.9, 'spectral_dense_1': 0.9}
     """
-    _choice("score", score, SCORES)
-    _choice("scope", scope, SCOPES)
+    check_choice("score", score, SCORES)
+    check_choice("scope", scope, SCOPES)
     if (fraction is None) == (threshold is None):
         raise ValueError(
             "Pass exactly one of `fraction` and `threshold`. Received: "
             f"fraction={fraction!r}, threshold={threshold!r}"
         )
-    if fraction is not None and not (
-        isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 <= fraction < 1
-    ):
-        raise ValueError(
-            "Received an invalid value for `fraction`, expected a number in [0, 1). "
-            f"Received: fraction={fraction!r}"
-        )
-    if threshold is not None and not (
-        isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and threshold >= 0
-    ):
-        raise ValueError(
-            "Received an invalid value for `threshold`, expected a non-negative number. "
-            f"Received: threshold={threshold!r}"
-        )
+    if fraction is not None:
+        check_fraction("fraction", fraction)
+    if threshold is not None:
+        check_non_negative("threshold", threshold)
     layers = prunable_layers(model, score)
     alive = [h.active() for h in layers]
     # Removed nodes rank below everything, so they stay removed.
@@ -272,8 +255,8 @@ class EigenvaluePruning(keras.callbacks.Callback):
         verbose=0,
     ):
         super().__init__()
-        _choice("score", score, SCORES)
-        _choice("scope", scope, SCOPES)
+        check_choice("score", score, SCORES)
+        check_choice("scope", scope, SCOPES)
         if (schedule is None) == (threshold is None):
             raise ValueError(
                 "Pass exactly one of `schedule` and `threshold`. Received: "
@@ -284,13 +267,8 @@ class EigenvaluePruning(keras.callbacks.Callback):
                 "Received an invalid value for `schedule`, expected a keras_spectral "
                 f"PruningSchedule such as ConstantSparsity. Received: schedule={schedule!r}"
             )
-        if threshold is not None and not (
-            isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and threshold >= 0
-        ):
-            raise ValueError(
-                "Received an invalid value for `threshold`, expected a non-negative number. "
-                f"Received: threshold={threshold!r}"
-            )
+        if threshold is not None:
+            check_non_negative("threshold", threshold)
         self.schedule = schedule
         self.threshold = threshold
         self.timing = schedule or PruningSchedule(begin_step, end_step, frequency)

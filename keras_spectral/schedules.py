@@ -8,16 +8,7 @@ a schedule maps a training step (the optimizer's iteration count) to
 
 import keras
 
-
-def _check_fraction(name, value, upper_inclusive=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and 0.0 <= value and (value <= 1.0 if upper_inclusive else value < 1.0)
-    if not ok:
-        bound = "[0, 1]" if upper_inclusive else "[0, 1)"
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected a number in {bound}. "
-            f"Received: {name}={value!r}"
-        )
+from keras_spectral.validation import check_fraction
 
 
 def _check_step(name, value, allow_minus_one=False):
@@ -81,7 +72,7 @@ class ConstantSparsity(PruningSchedule):
 
     def __init__(self, target_sparsity, begin_step=0, end_step=-1, frequency=100):
         super().__init__(begin_step, end_step, frequency)
-        _check_fraction("target_sparsity", target_sparsity)
+        check_fraction("target_sparsity", target_sparsity)
         self.target_sparsity = float(target_sparsity)
 
     def sparsity_at(self, step):
@@ -108,8 +99,8 @@ class PolynomialDecay(PruningSchedule):
         self, initial_sparsity, final_sparsity, begin_step, end_step, power=3, frequency=100
     ):
         super().__init__(begin_step, end_step, frequency)
-        _check_fraction("initial_sparsity", initial_sparsity)
-        _check_fraction("final_sparsity", final_sparsity)
+        check_fraction("initial_sparsity", initial_sparsity)
+        check_fraction("final_sparsity", final_sparsity)
         if end_step == -1 or end_step == begin_step:
             raise ValueError(
                 "PolynomialDecay needs `end_step` > `begin_step`. Received: "

@@ -16,15 +16,13 @@ import math
 import keras
 from keras import ops
 
+from keras_spectral.validation import check_fraction
+
 
 def check_sparsity(name, value):
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected a number in [0, 1) or None. "
-            f"Received: {name}={value!r}"
-        )
+    """`None` or a fraction in [0, 1)."""
+    if value is not None:
+        check_fraction(name, value)
 
 
 _BISECTION_STEPS = 24
