@@ -87,6 +87,26 @@ def score_table(records, score):
     return lines
 
 
+def scope_table(records):
+    """Per-layer vs global ranking on 784-500-500-10, mean accuracy by score."""
+    rows = [r for r in records if r["key"]["experiment"] == "scope"]
+    if not rows:
+        return ["No scope cells have run yet.", ""]
+    fractions = ["0.5", "0.7", "0.8", "0.9", "0.95"]
+    lines = [
+        f"784-500-500-10 tanh on MNIST (φ and both sets trained, {rows[0]['key']['epochs']} epochs), "
+        f"removal after training without retraining, mean test accuracy (%) over {len(rows)} seeds:",
+        "",
+        "| scope | score | " + " | ".join(f"{float(f) * 100:g} %" for f in fractions) + " | mean |",
+        "|---" * (len(fractions) + 3) + "|",
+    ]
+    for scope in ("layer", "global"):
+        for score in sorted(rows[0]["accuracy_by_scope"][scope]):
+            means = [np.mean([r["accuracy_by_scope"][scope][score][f] for r in rows]) * 100 for f in fractions]
+            lines.append(f"| `{scope}` | `{score}` | " + " | ".join(f"{m:.1f}" for m in means) + f" | {np.mean(means):.1f} |")
+    return lines + [""]
+
+
 def weight_tables(records):
     rows = [r for r in records if r["key"]["experiment"] == "weights"]
     sparsities = sorted({r["key"]["sparsity"] for r in rows})
@@ -191,6 +211,7 @@ def write_report(records, out_dir, command, score="sum"):
     if plot_nodes(records, score, os.path.join(figures, "sparsity_nodes.png")):
         lines += ["![accuracy vs nodes removed](figures/sparsity_nodes.png)", ""]
     lines += ["### Node scores compared", ""] + score_table(records, score)
+    lines += ["### Per-layer vs global ranking", ""] + scope_table(records)
     lines += ["## 2. Accuracy vs weight sparsity", "", _provenance(weight_records) if weight_records else "No results yet.", ""]
     lines += weight_tables(records)
     if plot_weights(records, os.path.join(figures, "sparsity_weights.png")):

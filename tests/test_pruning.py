@@ -252,11 +252,13 @@ def test_interrupted_fit_resumes_with_the_same_masks(tmp_path):
 # --- compaction --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["frozen", "trainable", "svd", "qr", "lowrank"])
+@pytest.mark.parametrize("mode", ["frozen", "seeded", "trainable", "svd", "qr", "lowrank"])
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
 def test_compact_gives_the_masked_models_outputs_with_fewer_parameters(mode, activation):
     keras.utils.set_random_seed(1)
     rank = dict(eigenvector_rank=3) if mode == "lowrank" else {}
+    if mode == "seeded":
+        mode, rank = "frozen", dict(eigenvector_seed=5)
     model = keras.Sequential(
         [
             keras.Input((6,)),
