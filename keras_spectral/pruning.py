@@ -82,12 +82,11 @@ class _HiddenLayer:
         needs_out, needs_in = self._needs(score)
         lam_out = np.abs(_values(self.producer.eigenvalues_out)) if needs_out else None
         lam_in = np.abs(_values(self.consumer.eigenvalues_in)) if needs_in else None
-        return {
-            "in": lambda: lam_in,
-            "out": lambda: lam_out,
-            "sum": lambda: lam_out + lam_in,
-            "product": lambda: lam_out * lam_in,
-        }[score]()
+        if score == "in":
+            return lam_in
+        if score == "out":
+            return lam_out
+        return lam_out + lam_in if score == "sum" else lam_out * lam_in
 
     def remove(self, nodes):
         """Mask the given node indices (and zero their eigenvalue)."""
