@@ -148,8 +148,10 @@ def run_weights(method, data, sparsity, epochs):
     if method == "tfmot":
         (x, _), _ = data
         steps = epochs * int(np.ceil(len(x) / BATCH))
+        end_step = max(1, (2 * steps) // 3)
         model, callbacks = tfmot_magnitude_pruned_mlp(
-            784, (HIDDEN,), 10, sparsity, end_step=max(1, (2 * steps) // 3), activation="tanh"
+            784, (HIDDEN,), 10, sparsity, end_step=end_step, activation="tanh",
+            frequency=max(1, min(100, end_step // 10)),
         )
         (x, y), (xt, yt) = data
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -111,3 +111,18 @@ def test_results_file_is_untouched_when_a_write_fails(tmp_path):
         results.append({"seed": 1}, {"accuracy": object()})  # not JSON-serializable
     assert open(path).read() == before
     assert os.listdir(tmp_path) == ["r.jsonl"]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tfmot runs on tf_keras")
+def test_tfmot_baseline_reaches_its_sparsity():
+    import tensorflow_model_optimization as tfmot
+
+    from keras_spectral.baselines import tfmot_magnitude_pruned_mlp
+
+    model, callbacks = tfmot_magnitude_pruned_mlp(8, (16,), 3, 0.8, end_step=10, frequency=2)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(96, 8)).astype("float32")
+    model.fit(x, np.arange(96) % 3, batch_size=8, epochs=1, callbacks=callbacks, verbose=0)  # 12 steps
+    stripped = tfmot.sparsity.keras.strip_pruning(model)
+    kernels = [layer.get_weights()[0] for layer in stripped.layers]
+    assert weight_sparsity(kernels) == pytest.approx(0.8, abs=0.02)
