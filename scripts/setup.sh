@@ -12,11 +12,6 @@ python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || tr
 python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
 python -c "import keras_spectral, tensorflow, jax" >/dev/null 2>&1 || {
     echo "setup: installing the package failed" >&2; exit 1; }
-# PyTorch only where a CPU build is at hand (this machine image keeps one on disk);
-# otherwise pip would fetch a multi-GB CUDA build, so its tests are skipped instead.
-if ! python -c "import torch" >/dev/null 2>&1 && ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
-    python -m pip install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
-fi
 # Data: $KERAS_SPECTRAL_DATA if set, else .data/, prepared from ../shared/datasets when
 # that offline copy exists (otherwise the loaders download on first use).
 export KERAS_SPECTRAL_DATA="${KERAS_SPECTRAL_DATA:-$ROOT/.data}"

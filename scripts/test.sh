@@ -2,6 +2,11 @@
 # Set up (if needed) and run the test suite: everything on the TensorFlow backend, then
 # the backend-agnostic tests on JAX and (where installed) PyTorch.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+# PyTorch only where a CPU build is at hand (this machine image keeps one on disk);
+# otherwise pip would fetch a multi-GB CUDA build, so its tests are skipped instead.
+if ! python -c "import torch" >/dev/null 2>&1 && ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
+    python -m pip install -q "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
+fi
 start=$SECONDS
 AGNOSTIC="tests/test_layer.py tests/test_pruning.py tests/test_weight_sparsity.py tests/test_checkpoints.py tests/test_export.py"
 KERAS_BACKEND=tensorflow python -m pytest -q -p no:cacheprovider tests "$@"
