@@ -35,7 +35,12 @@ def provenance(records):
     )
 
 
-def save_figure(fig, path):
-    """Save a matplotlib figure atomically."""
+def finish_figure(fig, axes, path, legend_size=7):
+    """Legend on the first panel, tight layout, atomic save, close."""
+    import matplotlib.pyplot as plt
+
+    axes[0][0].legend(fontsize=legend_size)
+    fig.tight_layout()
     fig.savefig(path + ".partial.png", dpi=110)
     os.replace(path + ".partial.png", path)
+    plt.close(fig)

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from report_utils import atomic_write, cell, provenance, save_figure, stats
+from report_utils import atomic_write, cell, finish_figure, provenance, stats
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10 (flattened)"}
 
@@ -98,11 +98,8 @@ def plots(rows, descriptions, folder):
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(DATASET_NAMES.get(dataset, dataset))
             ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=6)
-        fig.tight_layout()
         name = f"reproduce_accuracy_vs_{kind}.png"
-        save_figure(fig, os.path.join(folder, name))
-        plt.close(fig)
+        finish_figure(fig, axes, os.path.join(folder, name), legend_size=6)
         made.append(name)
     return made
 

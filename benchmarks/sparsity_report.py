@@ -11,7 +11,7 @@ import numpy as np
 from report_utils import atomic_write as _atomic_write
 from report_utils import cell as _cell
 from report_utils import provenance as _provenance
-from report_utils import save_figure
+from report_utils import finish_figure
 from report_utils import stats as _stats
 
 NODE_LABELS = {
@@ -152,10 +152,7 @@ def plot_nodes(records, score, path):
         ax.set_xlabel("hidden nodes removed (%)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    finish_figure(fig, axes, path)
     return True
 
 
@@ -181,10 +178,7 @@ def plot_weights(records, path):
         ax.set_xlabel("weights zeroed (%)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    finish_figure(fig, axes, path)
     return True
 
 

@@ -1,6 +1,6 @@
 """Short real-data runs with accuracy floors that a broken layer cannot pass.
 
-Floors come from measurements on 2 CPU cores (docs/results/initialization.txt and the
+Floors come from measurements on 2 CPU cores (results/initialization.txt and the
 demo): 784-500-500-10 ReLU, Adam 1e-3, batch 200, 3 epochs gave 93.4 % for two eigenvalue
 sets and 89-90 % for one set. A linear (softmax) classifier trained the same way reaches
 91.4 % in 3 epochs and 92.5 % in 10, so the floor of 92.5 % is above what a linear model
