@@ -266,10 +266,10 @@ class SpectralDense(keras.layers.Layer):
     def _kernel(self, dtype):
         """The masked direct-space kernel: removed nodes' rows/columns are zero."""
         mask_in, mask_out = self._masks(dtype)
-        lam_in = ops.cast(self.eigenvalues_in, dtype) * mask_in
-        lam_out = ops.cast(self.eigenvalues_out, dtype) * mask_out
+        lam_in = ops.cast(self.eigenvalues_in, dtype)
+        lam_out = ops.cast(self.eigenvalues_out, dtype)
         gap = lam_in[:, None] - lam_out[None, :]
-        node_mask = mask_in[:, None] * mask_out[None, :]
+        node_mask = mask_in[:, None] * mask_out[None, :]  # zeroes removed nodes' rows/columns
         return self._sparsify(self._eigenvectors.matrix(dtype) * gap * node_mask)
 
     def _sparsify(self, kernel):

@@ -28,7 +28,12 @@ from keras import ops
 from keras_spectral import topology
 from keras_spectral.layers import SpectralDense
 from keras_spectral.schedules import PruningSchedule
-from keras_spectral.validation import check_choice, check_fraction, check_non_negative
+from keras_spectral.validation import (
+    check_choice,
+    check_exactly_one,
+    check_fraction,
+    check_non_negative,
+)
 
 SCORES = ("in", "out", "sum", "product")
 SCOPES = ("layer", "global")
@@ -50,12 +55,8 @@ class _HiddenLayer:
     def name(self):
         return self.producer.name
 
-    @property
-    def masked_in_producer(self):
-        return isinstance(self.producer, SpectralDense)
-
     def _mask_variable(self):
-        if self.masked_in_producer:
+        if isinstance(self.producer, SpectralDense):
             return self.producer.eigenvalues_out_mask, self.producer.eigenvalues_out
         return self.consumer.eigenvalues_in_mask, self.consumer.eigenvalues_in
 
@@ -152,11 +153,7 @@ def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"
     """
     check_choice("score", score, SCORES)
     check_choice("scope", scope, SCOPES)
-    if (fraction is None) == (threshold is None):
-        raise ValueError(
-            "Pass exactly one of `fraction` and `threshold`. Received: "
-            f"fraction={fraction!r}, threshold={threshold!r}"
-        )
+    check_exactly_one(fraction=fraction, threshold=threshold)
     if fraction is not None:
         check_fraction("fraction", fraction)
     if threshold is not None:
@@ -256,11 +253,7 @@ class EigenvaluePruning(keras.callbacks.Callback):
         super().__init__()
         check_choice("score", score, SCORES)
         check_choice("scope", scope, SCOPES)
-        if (schedule is None) == (threshold is None):
-            raise ValueError(
-                "Pass exactly one of `schedule` and `threshold`. Received: "
-                f"schedule={schedule!r}, threshold={threshold!r}"
-            )
+        check_exactly_one(schedule=schedule, threshold=threshold)
         if schedule is not None and not isinstance(schedule, PruningSchedule):
             raise TypeError(
                 "Received an invalid value for `schedule`, expected a keras_spectral "

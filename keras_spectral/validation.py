@@ -48,3 +48,11 @@ def check_choice(name, value, allowed):
             f"Received an invalid value for `{name}`, expected one of {allowed}. "
             f"Received: {name}={value!r}"
         )
+
+
+def check_exactly_one(**arguments):
+    """Exactly one of the keyword arguments is not None."""
+    if sum(value is not None for value in arguments.values()) != 1:
+        given = ", ".join(f"{name}={value!r}" for name, value in arguments.items())
+        names = " and ".join(f"`{name}`" for name in arguments)
+        raise ValueError(f"Pass exactly one of {names}. Received: {given}")
