@@ -3,18 +3,27 @@
     python benchmarks/reproduce.py grid   [--datasets mnist fashion_mnist cifar10]
                                           [--widths 50 100 200 300 500] [--methods ...]
                                           [--seeds 3] [--max-epochs 90] [--patience 8]
+                                          [--shard I/N]
     python benchmarks/reproduce.py report [--out docs]
 
-Networks: input - W - W - 10 (ReLU), for each method of `keras_spectral.models.METHODS`
-(Dense; one eigenvalue set; two sets with φ frozen; two sets + SVD; + QR; + trainable φ).
+Networks: input - W - W - 10 (ReLU), for each of `GRID_METHODS` (Dense; one eigenvalue
+set; two sets with φ frozen; two sets + SVD; + QR; + trainable φ) or any other method of
+`keras_spectral.models.METHODS` named with `--methods`.
 Training as the authors': Adamax, batch 200, early stopping on validation accuracy
 (patience 8, best weights restored) with 20 % of the training set held out, up to 90
 epochs. The learning rate of each (data set, method) is tuned first, on the validation
-split only (width 100, seed 0, rates 1e-3 / 3e-3 / 1e-2 / 3e-2, up to 20 epochs); the test
-set is used for nothing but the reported accuracy.
+split only (width 100, seed 0, rates 1e-3 / 3e-3 / 1e-2 / 3e-2 / 1e-1, up to 20
+epochs). A rate tuned at width 100 can be too large for wider networks: a cell that ends
+more than 2 points of validation accuracy below the same cell one width smaller is also
+trained at the next smaller rate, and the run with the better validation accuracy is kept
+(both rates are recorded). The test set is used for nothing but the reported accuracy.
 
-Each finished cell (tuning or grid) is appended atomically to `results/reproduce.jsonl`
-and skipped on a rerun; `report` renders the tables and plots from that file alone.
+Cells run seed-major (every data set, width and method for seed 0 before seed 1), so an
+interrupted grid still covers everything. Each finished cell (tuning or grid) is appended
+atomically to `results/reproduce.jsonl` and skipped on a rerun; `--shard I/N` lets N
+processes share the grid (each owns whole (data set, method) pairs, tuning included; on
+2 cores two single-threaded processes finish about 1.4x sooner than one). `report`
+renders the tables and plots from the results file alone.
 """
 
 import argparse
@@ -32,9 +41,12 @@ from keras_spectral.models import DESCRIPTIONS, METHODS, build_mlp, trainable_co
 from keras_spectral.results import ResultsFile
 
 DEFAULT_RESULTS = os.path.join("results", "reproduce.jsonl")
-LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2)
+LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 TUNE_WIDTH, TUNE_EPOCHS, TUNE_PATIENCE = 100, 20, 4
 BATCH = 200
+WIDTH_MARGIN = 0.02  # validation accuracy a wider cell may lose before its rate is rechecked
+# The six methods of the paper's comparison; the Kronecker-basis variants run on request.
+GRID_METHODS = ("dense", "spectral_one_set", "spectral_two_sets", "spectral_svd", "spectral_qr", "spectral_trainable")
 
 
 def train(data, method, width, lr, seed, max_epochs, patience):
@@ -77,12 +89,20 @@ def tuned_rate(results, dataset, method, data):
     return best[0]
 
 
+def in_shard(args, dataset, method):
+    """Whether this process owns the (data set, method) pair; pairs alternate across shards."""
+    index, count = args.shard
+    position = args.datasets.index(dataset) + args.methods.index(method)
+    return position % count == index
+
+
 def run_grid(args, results):
     data = {name: datasets.load_flat(name) for name in args.datasets}
     cells = [
         (name, width, method, seed)
-        for name in args.datasets for width in args.widths
-        for method in args.methods for seed in range(args.seeds)
+        for seed in range(args.seeds) for name in args.datasets
+        for width in args.widths for method in args.methods
+        if in_shard(args, name, method)
     ]
     todo = []
     for name, width, method, seed in cells:
@@ -94,11 +114,54 @@ def run_grid(args, results):
     for i, (key, name, width, method, seed) in enumerate(todo, 1):
         keras.backend.clear_session()
         lr = tuned_rate(results, name, method, data[name])
-        values = stamp(train(data[name], method, width, lr, seed, args.max_epochs, args.patience))
-        values["lr"] = lr
+        values = train_cell(results, key, args, data[name], lr)
         results.append(key, values)
         print(f"[{i}/{len(todo)}] {name} W={width} {method} seed {seed}: test {values['test_accuracy']:.4f}, "
               f"{values['trainable_params']:,} params, {values['epochs_run']} epochs, {values['train_seconds']} s", flush=True)
+
+
+def train_cell(results, key, args, data, lr):
+    """Train one grid cell at the tuned rate; if it ends more than `WIDTH_MARGIN` below
+    the same cell one width smaller in validation accuracy (a rate tuned at width 100 that
+    is too large for a wider network), also train at the next smaller rate of the sweep
+    and keep the run with the better validation accuracy. The test set plays no part."""
+    def run(rate):
+        values = stamp(train(data, key["method"], key["width"], rate, key["seed"], args.max_epochs, args.patience))
+        values["lr"] = rate
+        return values
+
+    values = run(lr)
+    smaller = smaller_width_record(results, key, args.widths)
+    lower = [rate for rate in LEARNING_RATES if rate < lr]
+    if smaller is None or not lower or values["val_accuracy"] >= smaller["val_accuracy"] - WIDTH_MARGIN:
+        return values
+    print(f"  W={key['width']} {key['method']}: val {values['val_accuracy']:.4f} at lr={lr} is below "
+          f"W={smaller['key']['width']}'s {smaller['val_accuracy']:.4f}; trying lr={lower[-1]}", flush=True)
+    retry = run(lower[-1])
+    kept, dropped = (retry, values) if retry["val_accuracy"] > values["val_accuracy"] else (values, retry)
+    kept["other_lr_tried"] = {"lr": dropped["lr"], "val_accuracy": dropped["val_accuracy"]}
+    return kept
+
+
+def smaller_width_record(results, key, widths):
+    """The finished record of the same cell one width down, or None."""
+    position = widths.index(key["width"])
+    if position == 0:
+        return None
+    smaller = dict(key, width=widths[position - 1])
+    return next((r for r in results.records() if ResultsFile._same(r, smaller)), None)
+
+
+def parse_shard(text):
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(
+            f"Received an invalid value for `--shard`, expected I/N with 0 <= I < N. Received: {text}"
+        )
+    return index, count
 
 
 def main(argv=None):
@@ -106,10 +169,12 @@ def main(argv=None):
     parser.add_argument("command", choices=("grid", "report"))
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist", "cifar10"])
     parser.add_argument("--widths", nargs="+", type=int, default=[50, 100, 200, 300, 500])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(GRID_METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-epochs", type=int, default=90)
     parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N",
+                        help="run only the I-th of N shares of the grid (0-based)")
     parser.add_argument("--results", default=DEFAULT_RESULTS)
     parser.add_argument("--out", default="docs")
     args = parser.parse_args(argv)
@@ -117,7 +182,7 @@ def main(argv=None):
     if args.command == "report":
         from reproduce_report import write_report
 
-        write_report(results.records(), args.out, " ".join(["python"] + sys.argv), DESCRIPTIONS)
+        write_report(results.records(), args.out, " ".join(["python"] + sys.argv), DESCRIPTIONS, GRID_METHODS)
     else:
         run_grid(args, results)
 

@@ -1,22 +1,22 @@
 """Speed and size of SpectralDense against keras.layers.Dense.
 
     python benchmarks/speed.py [--shapes 784-500-500-10 3072-2000-2000-10] [--batches 200 1024]
-                               [--steps 10] [--repeats 5] [--out results/speed.json]
+                               [--steps N] [--repeats 5] [--out results/speed.json]
 
 For each shape and batch size, in one process: the train-step time of a Dense MLP and of
 the same MLP with SpectralDense in every eigenvector mode, measured side by side
 (interleaved repeats of `--steps` steps each, after a warm-up), reported as the ratio
-spectral / Dense with its min / median / max over repeats; the inference throughput of
-a trained spectral model, of its `collapse()`d Dense equivalent and of Dense; the peak
-resident memory of a training process per mode (a child process each); and the size of
-the saved `.keras` file per mode. Writes JSON (atomically) and prints a markdown table.
+spectral / Dense with its min / median / max over repeats; the `predict` throughput of
+each model, of its `collapse()`d Dense equivalent and of Dense (median of interleaved
+repeats); how far a training process's peak resident memory rises above the import's
+(a child process per mode); and the size of the saved `.keras` file per mode. Writes
+JSON (atomically) and prints a markdown table.
 """
 
 import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,6 +34,8 @@ MODES = {
     "svd": dict(eigenvectors="svd"),
     "qr": dict(eigenvectors="qr"),
     "trainable": dict(eigenvectors="trainable"),
+    "svd_kronecker": dict(eigenvectors="svd", eigenvector_basis="kronecker"),
+    "qr_kronecker": dict(eigenvectors="qr", eigenvector_basis="kronecker"),
 }
 
 
@@ -49,15 +51,19 @@ def build(shape, mode):
     return model
 
 
-def step_times(shape, batch, steps, repeats, modes):
-    """Seconds per train step, per mode, interleaving the modes in every repeat."""
+def step_times(models, shape, batch, steps, repeats):
+    """Seconds per train step, per model, interleaving the models in every repeat."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, shape[0])).astype("float32")
     y = rng.integers(0, shape[-1], size=batch)
-    models = {mode: build(shape, mode) for mode in ["dense"] + modes}
     for model in models.values():  # warm-up: tracing and compilation
         for _ in range(2):
             model.train_on_batch(x, y)
+    if steps is None:  # enough steps for about 0.5 s of Dense per repeat
+        start = time.perf_counter()
+        for _ in range(3):
+            models["dense"].train_on_batch(x, y)
+        steps = max(3, round(0.5 / ((time.perf_counter() - start) / 3)))
     times = {mode: [] for mode in models}
     for _ in range(repeats):
         for mode, model in models.items():
@@ -68,17 +74,21 @@ def step_times(shape, batch, steps, repeats, modes):
     return times
 
 
-def throughput(shape, batch, mode, n=4096):
-    model = build(shape, mode)
-    x = np.random.default_rng(1).normal(size=(n, shape[0])).astype("float32")
-    variants = {"model": model} if mode == "dense" else {"model": model, "collapsed": collapse(model)}
-    result = {}
-    for name, m in variants.items():
-        m.predict(x[:batch], batch_size=batch, verbose=0)
-        start = time.perf_counter()
-        m.predict(x, batch_size=batch, verbose=0)
-        result[name] = n / (time.perf_counter() - start)
-    return result
+def inference_rates(models, shape, batch, repeats, batches=20):
+    """Median samples per second of `predict`, per model and per collapsed spectral model,
+    interleaved over repeats like the step times."""
+    variants = dict(models)
+    variants.update({f"{mode}/collapsed": collapse(m) for mode, m in models.items() if mode != "dense"})
+    x = np.random.default_rng(1).normal(size=(batch * batches, shape[0])).astype("float32")
+    for m in variants.values():
+        m.predict(x[: 2 * batch], batch_size=batch, verbose=0)
+    rates = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, m in variants.items():
+            start = time.perf_counter()
+            m.predict(x, batch_size=batch, verbose=0)
+            rates[name].append(len(x) / (time.perf_counter() - start))
+    return {name: float(np.median(r)) for name, r in rates.items()}
 
 
 def saved_size(shape, mode):
@@ -88,18 +98,35 @@ def saved_size(shape, mode):
         return os.path.getsize(path)
 
 
+PEAK_MEMORY_CODE = """
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+import speed
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS: imports are not counted
+before = status("VmRSS")
+shape = tuple(map(int, sys.argv[2].split("-")))
+model = speed.build(shape, sys.argv[4])
+batch = int(sys.argv[3])
+x, y = np.zeros((batch, shape[0]), "float32"), np.zeros(batch, "int32")
+for _ in range(3):
+    model.train_on_batch(x, y)
+print(status("VmHWM") - before)
+"""
+
+
 def peak_memory_mb(shape, batch, mode):
-    """Peak RSS of a fresh process that builds the model and trains 3 steps."""
-    code = (
-        "import sys, resource, numpy as np; sys.path.insert(0, sys.argv[1]); import speed; "
-        "shape = tuple(map(int, sys.argv[2].split('-'))); m = speed.build(shape, sys.argv[4]); "
-        "b = int(sys.argv[3]); x = np.zeros((b, shape[0]), 'float32'); y = np.zeros(b, 'int32'); "
-        "[m.train_on_batch(x, y) for _ in range(3)]; "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    )
+    """How far a fresh process's peak RSS rises above its RSS after the imports while it
+    builds the model and trains 3 steps (Linux: /proc/self/clear_refs, VmHWM)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run(
-        [sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__)), "-".join(map(str, shape)), str(batch), mode],
+        [sys.executable, "-c", PEAK_MEMORY_CODE, os.path.dirname(os.path.abspath(__file__)),
+         "-".join(map(str, shape)), str(batch), mode],
         capture_output=True, text=True, check=True, env=env,
     ).stdout.split()[-1]
     return int(out) / 1024
@@ -117,7 +144,7 @@ def main(argv=None):
     parser.add_argument("--shapes", nargs="+", default=["784-500-500-10", "3072-2000-2000-10"])
     parser.add_argument("--batches", nargs="+", type=int, default=[200, 1024])
     parser.add_argument("--modes", nargs="+", default=list(MODES))
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=None, help="steps per repeat (default: about 0.5 s of Dense)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=os.path.join("results", "speed.json"))
     args = parser.parse_args(argv)
@@ -129,31 +156,33 @@ def main(argv=None):
         "date": date.today().isoformat(),
         "cells": [],
     }
-    print("| shape | batch | mode | step ratio min / median / max | Dense step | inference / s (model, collapsed, Dense) | peak RSS | .keras size |")
+    print("| shape | batch | mode | step ratio min / median / max | Dense step | inference / s (model, collapsed, Dense) | peak RSS rise | .keras size |")
     print("|---|---|---|---|---|---|---|---|")
     for shape_text in args.shapes:
         shape = tuple(int(v) for v in shape_text.split("-"))
         sizes = {mode: saved_size(shape, mode) for mode in ["dense"] + args.modes}
         for batch in args.batches:
-            times = step_times(shape, batch, args.steps, args.repeats, args.modes)
-            dense_speed = throughput(shape, batch, "dense")["model"]
+            models = {mode: build(shape, mode) for mode in ["dense"] + args.modes}
+            times = step_times(models, shape, batch, args.steps, args.repeats)
+            rates = inference_rates(models, shape, batch, args.repeats)
+            del models
             memory = {mode: peak_memory_mb(shape, batch, mode) for mode in ["dense"] + args.modes}
             for mode in args.modes:
                 ratios = np.array(times[mode]) / np.array(times["dense"])
-                speed = throughput(shape, batch, mode)
                 cell = {
                     "shape": shape_text, "batch": batch, "mode": mode,
                     "step_seconds": times[mode], "dense_step_seconds": times["dense"],
                     "ratio_min": float(ratios.min()), "ratio_median": float(np.median(ratios)), "ratio_max": float(ratios.max()),
-                    "inference_per_second": speed, "dense_inference_per_second": dense_speed,
-                    "peak_rss_mb": memory[mode], "dense_peak_rss_mb": memory["dense"],
+                    "inference_per_second": {"model": rates[mode], "collapsed": rates[f"{mode}/collapsed"]},
+                    "dense_inference_per_second": rates["dense"],
+                    "peak_rss_increase_mb": memory[mode], "dense_peak_rss_increase_mb": memory["dense"],
                     "keras_file_bytes": sizes[mode], "dense_keras_file_bytes": sizes["dense"],
                 }
                 report["cells"].append(cell)
                 atomic_json(args.out, report)
                 print(
                     f"| {shape_text} | {batch} | {mode} | {cell['ratio_min']:.2f} / {cell['ratio_median']:.2f} / {cell['ratio_max']:.2f} "
-                    f"| {np.median(times['dense']) * 1000:.1f} ms | {speed['model']:.0f}, {speed['collapsed']:.0f}, {dense_speed:.0f} "
+                    f"| {np.median(times['dense']) * 1000:.1f} ms | {rates[mode]:.0f}, {rates[f'{mode}/collapsed']:.0f}, {rates['dense']:.0f} "
                     f"| {memory[mode]:.0f} MB (Dense {memory['dense']:.0f}) | {sizes[mode] / 1e6:.2f} MB (Dense {sizes['dense'] / 1e6:.2f}) |",
                     flush=True,
                 )

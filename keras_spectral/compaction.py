@@ -48,6 +48,8 @@ def _compact_spectral(layer, keep_in, keep_out, bias, eigenvectors):
         units=units,
         eigenvectors=mode,
         eigenvector_rank=rank,
+        # Only dense bases factor the kept block of φ exactly (Kronecker ones would not).
+        eigenvector_basis="dense",
         # A seed regenerates φ for the full shape only: the compact layer stores its block.
         eigenvector_seed=None,
         use_bias=bias is not None,

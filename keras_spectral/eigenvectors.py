@@ -16,10 +16,18 @@ layer can choose the cheaper of the two evaluation orders (see `prefer_factored`
 Decomposed modes start from the same random φ as `frozen` (drawn with the layer's
 `eigenvectors_initializer`) and factor it exactly with NumPy (`lowrank`: its best rank-r
 approximation), so changing the mode changes what is trained, not where training starts.
+
+With `eigenvector_basis="kronecker"`, `svd` and `qr` instead take their fixed bases from
+random Kronecker-structured orthogonal matrices (`keras_spectral.kronecker`), which cost
+`n · (a + b)` rather than `n²` per vector to apply; the trained factor starts from the
+initializer's φ (its singular values, or its triangular factor), so φ starts with the same
+singular values or column Gram matrix but other, structured, singular vectors.
 """
 
 import numpy as np
 from keras import ops
+
+from keras_spectral import kronecker, triangular
 
 MODES = ("frozen", "trainable", "svd", "qr", "lowrank")
 
@@ -187,23 +195,18 @@ class QREigenvectors(_Eigenvectors):
 
     def build(self):
         q, r = np.linalg.qr(self._initial_matrix(), mode="reduced")
-        k = q.shape[1]
-        self.k = k
-        rows, cols = np.triu_indices(k, m=self.units)
-        # Position of each (row, col) of R in the packed vector; the lower part points at
-        # an extra trailing zero so R is formed with one gather.
-        index = np.full((k, self.units), len(rows), dtype="int32")
-        index[rows, cols] = np.arange(len(rows), dtype="int32")
-        self._index = index
-        self.basis = self._add("eigenvector_basis", (self.n_in, k), _constant(q), False)
-        self.factor = self._add(
-            "eigenvector_factor", (len(rows),), _constant(r[rows, cols]), True
-        )
+        self.basis = self._add("eigenvector_basis", (self.n_in, q.shape[1]), _constant(q), False)
+        self._add_triangular_factor(r)
+
+    def _add_triangular_factor(self, r):
+        """Store the upper triangle of R (`(k, units)`) as one trained vector."""
+        self.k = r.shape[0]
+        packed = triangular.pack(r)
+        self.factor = self._add("eigenvector_factor", packed.shape, _constant(packed), True)
 
     def triangular_factor(self, dtype):
         """R, shape `(k, units)`, upper triangular."""
-        packed = ops.concatenate([_cast(self.factor, dtype), ops.zeros((1,), dtype=dtype)])
-        return ops.take(packed, self._index, axis=0)
+        return triangular.unpack(_cast(self.factor, dtype), self.k, self.units, dtype)
 
     def matrix(self, dtype):
         return ops.matmul(_cast(self.basis, dtype), self.triangular_factor(dtype))
@@ -249,6 +252,103 @@ class LowRankEigenvectors(_Eigenvectors):
         return rows * self.rank * (self.n_in + self.units)
 
 
+def _pad_last(x, size):
+    """Zero-pad the last axis of a 2-D tensor to `size`."""
+    extra = size - x.shape[-1]
+    return x if extra == 0 else ops.pad(x, [[0, 0], [0, extra]])
+
+
+def _pad_first(x, size):
+    """Zero-pad the first axis of a 2-D tensor to `size`."""
+    extra = size - x.shape[0]
+    return x if extra == 0 else ops.pad(x, [[0, extra], [0, 0]])
+
+
+def _rows(x, n):
+    """`x` as a matrix of rows of length `n`, and a function restoring its leading axes."""
+    lead = [-1 if d is None else d for d in x.shape[:-1]]
+    return ops.reshape(x, (-1, n)), lambda y: ops.reshape(y, (*lead, y.shape[-1]))
+
+
+class _KroneckerBasis:
+    """Mixin: fixed bases that are the leading rows/columns of Kronecker-structured
+    orthogonal matrices (`keras_spectral.kronecker`), applied without forming them."""
+
+    def _add_kronecker(self, name, n):
+        left, right = kronecker.random_orthogonal_factors(n)
+        return (
+            self._add(f"{name}_left", left.shape, _constant(left), False),
+            self._add(f"{name}_right", right.shape, _constant(right), False),
+        )
+
+    @staticmethod
+    def _factors(pair, dtype):
+        return tuple(_cast(w, dtype) for w in pair)
+
+    @staticmethod
+    def _apply_flops(n):
+        return n * sum(kronecker.split_size(n))
+
+
+class KroneckerSVDEigenvectors(_KroneckerBasis, SVDEigenvectors):
+    """φᵀ = Vᵀ diag(s) Uᵀ with Vᵀ the first `k` columns of an `n_in × n_in` and Uᵀ the
+    first `k` rows of a `units × units` Kronecker-structured random orthogonal matrix;
+    the scales `s` start at the singular values of the initializer's φ."""
+
+    def build(self):
+        s = np.linalg.svd(self._initial_matrix(), compute_uv=False)
+        self.k = s.shape[0]
+        self.basis_in = self._add_kronecker("eigenvector_basis_in", self.n_in)
+        self.scales = self._add("eigenvector_scales", (self.k,), _constant(s), True)
+        self.basis_out = self._add_kronecker("eigenvector_basis_out", self.units)
+
+    def matrix(self, dtype):
+        scaled = _pad_last(ops.diag(_cast(self.scales, dtype)), self.units)  # [diag(s) | 0]
+        rows_out = kronecker.apply_right(scaled, *self._factors(self.basis_out, dtype))
+        return kronecker.apply_left(*self._factors(self.basis_in, dtype), _pad_first(rows_out, self.n_in))
+
+    def project(self, x, dtype):
+        x, restore = _rows(x, self.n_in)
+        h = kronecker.apply_right(x, *self._factors(self.basis_in, dtype))[:, : self.k]
+        h = _pad_last(h * _cast(self.scales, dtype), self.units)
+        return restore(kronecker.apply_right(h, *self._factors(self.basis_out, dtype)))
+
+    def build_flops(self):
+        return self.k * self._apply_flops(self.units) + self.units * self._apply_flops(self.n_in)
+
+    def project_flops(self, rows):
+        return rows * (self._apply_flops(self.n_in) + self._apply_flops(self.units))
+
+
+class KroneckerQREigenvectors(_KroneckerBasis, QREigenvectors):
+    """φᵀ = Q R with Q the first `k` columns of an `n_in × n_in` Kronecker-structured
+    random orthogonal matrix and the upper-triangular R trained; R starts at the
+    triangular factor of the initializer's φᵀ."""
+
+    def build(self):
+        r = np.linalg.qr(self._initial_matrix(), mode="r")
+        self.basis = self._add_kronecker("eigenvector_basis", self.n_in)
+        self._add_triangular_factor(r)
+
+    def matrix(self, dtype):
+        factor = _pad_first(self.triangular_factor(dtype), self.n_in)
+        return kronecker.apply_left(*self._factors(self.basis, dtype), factor)
+
+    def project(self, x, dtype):
+        x, restore = _rows(x, self.n_in)
+        h = kronecker.apply_right(x, *self._factors(self.basis, dtype))[:, : self.k]
+        return restore(ops.matmul(h, self.triangular_factor(dtype)))
+
+    def build_flops(self):
+        return self.units * self._apply_flops(self.n_in)
+
+    def project_flops(self, rows):
+        return rows * (self._apply_flops(self.n_in) + self.k * self.units)
+
+
+BASES = ("dense", "kronecker")
+_KRONECKER_CLASSES = {"svd": KroneckerSVDEigenvectors, "qr": KroneckerQREigenvectors}
+
 _CLASSES = {
     "frozen": FrozenEigenvectors,
     "trainable": TrainableEigenvectors,
@@ -262,8 +362,15 @@ def takes_rank(mode):
     return _CLASSES[mode].takes_rank
 
 
-def make(mode, layer, n_in, units, rank=None, seeded=False):
+def takes_basis(mode):
+    """Whether `mode` has fixed bases that `eigenvector_basis` can choose."""
+    return mode in _KRONECKER_CLASSES
+
+
+def make(mode, layer, n_in, units, rank=None, seeded=False, basis="dense"):
     """The eigenvector holder for `mode` (already validated by the layer)."""
     if seeded:
         return SeededEigenvectors(layer, n_in, units, rank)
+    if basis == "kronecker":
+        return _KRONECKER_CLASSES[mode](layer, n_in, units, rank)
     return _CLASSES[mode](layer, n_in, units, rank)

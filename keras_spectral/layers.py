@@ -50,6 +50,11 @@ class SpectralDense(keras.layers.Layer):
             (`φ = A B`, both trained, inner size `eigenvector_rank`).
         eigenvector_rank: Positive integer, inner size of the `"lowrank"` factors, at
             most `min(n_in, units)`. Only for `eigenvectors="lowrank"`.
+        eigenvector_basis: Fixed bases of the `"svd"` and `"qr"` modes: `"dense"` (the
+            exact factors of the initializer's φ; the default) or `"kronecker"` (random
+            Kronecker-structured orthogonal matrices, applied in `n · (a + b)` instead of
+            `n²` multiply-adds for `n = a · b`, so training costs about what Dense costs;
+            the trained factor starts from the initializer's φ).
         eigenvector_seed: Non-negative integer, `"frozen"` mode only: draw φ (uniform, unit
             variance) from the raw bits of NumPy's PCG64 generator seeded with it,
             identically on every platform and backend, and do not save φ (a saved eigenvalues-only layer then holds
@@ -96,6 +101,7 @@ class SpectralDense(keras.layers.Layer):
         use_bias=True,
         eigenvectors="frozen",
         eigenvector_rank=None,
+        eigenvector_basis="dense",
         eigenvector_seed=None,
         kernel_sparsity=None,
         train_eigenvalues_in=True,
@@ -130,6 +136,12 @@ class SpectralDense(keras.layers.Layer):
                 f"`eigenvector_rank` applies only to eigenvectors='lowrank'. Received: "
                 f"eigenvectors={eigenvectors!r}, eigenvector_rank={eigenvector_rank!r}"
             )
+        check_choice("eigenvector_basis", eigenvector_basis, eigenvector_modes.BASES)
+        if eigenvector_basis != "dense" and not eigenvector_modes.takes_basis(eigenvectors):
+            raise ValueError(
+                "`eigenvector_basis` applies only to eigenvectors='svd' or 'qr'. Received: "
+                f"eigenvectors={eigenvectors!r}, eigenvector_basis={eigenvector_basis!r}"
+            )
         if eigenvector_seed is not None:
             if not is_int(eigenvector_seed) or eigenvector_seed < 0:
                 raise ValueError(
@@ -151,6 +163,7 @@ class SpectralDense(keras.layers.Layer):
         self.use_bias = use_bias
         self.eigenvector_mode = eigenvectors
         self.eigenvector_rank = eigenvector_rank
+        self.eigenvector_basis = eigenvector_basis
         self.eigenvector_seed = eigenvector_seed
         self.kernel_sparsity = kernel_sparsity
         self.train_eigenvalues_in = train_eigenvalues_in
@@ -216,7 +229,13 @@ class SpectralDense(keras.layers.Layer):
             name="eigenvalues_out_mask", shape=(self.units,), initializer="ones", trainable=False
         )
         self._eigenvectors = eigenvector_modes.make(
-            self.eigenvector_mode, self, n_in, self.units, rank, seeded=self.eigenvector_seed is not None
+            self.eigenvector_mode,
+            self,
+            n_in,
+            self.units,
+            rank,
+            seeded=self.eigenvector_seed is not None,
+            basis=self.eigenvector_basis,
         )
         self._eigenvectors.build()
         if self.use_bias:
@@ -316,7 +335,8 @@ class SpectralDense(keras.layers.Layer):
                 f"Layer '{self.name}' cannot load the saved variables of shapes {saved}: it "
                 f"expects {[tuple(v.shape) for v in variables]}. Its eigenvectors are {how}; "
                 "load the weights into a layer configured like the one that saved them "
-                "(same `eigenvectors`, `eigenvector_rank` and `eigenvector_seed`)."
+                "(same `eigenvectors`, `eigenvector_rank`, `eigenvector_basis` and "
+                "`eigenvector_seed`)."
             )
         super().load_own_variables(store)
         if self.eigenvector_seed is not None:
@@ -356,6 +376,7 @@ class SpectralDense(keras.layers.Layer):
             "use_bias": self.use_bias,
             "eigenvectors": self.eigenvector_mode,
             "eigenvector_rank": self.eigenvector_rank,
+            "eigenvector_basis": self.eigenvector_basis,
             "eigenvector_seed": self.eigenvector_seed,
             "kernel_sparsity": self.kernel_sparsity,
             "train_eigenvalues_in": self.train_eigenvalues_in,

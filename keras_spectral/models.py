@@ -22,6 +22,9 @@ METHODS = {
     "spectral_svd": dict(eigenvectors="svd"),
     "spectral_qr": dict(eigenvectors="qr"),
     "spectral_trainable": dict(eigenvectors="trainable"),
+    # Same trained factors with cheap fixed bases (Kronecker-structured orthogonal).
+    "spectral_svd_kronecker": dict(eigenvectors="svd", eigenvector_basis="kronecker"),
+    "spectral_qr_kronecker": dict(eigenvectors="qr", eigenvector_basis="kronecker"),
 }
 
 DESCRIPTIONS = {
@@ -31,6 +34,8 @@ DESCRIPTIONS = {
     "spectral_svd": "Spectral, two sets + SVD eigenvectors",
     "spectral_qr": "Spectral, two sets + QR eigenvectors",
     "spectral_trainable": "Spectral, two sets + trainable eigenvectors",
+    "spectral_svd_kronecker": "Spectral, two sets + SVD eigenvectors, Kronecker bases",
+    "spectral_qr_kronecker": "Spectral, two sets + QR eigenvectors, Kronecker bases",
 }
 
 

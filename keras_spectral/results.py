@@ -1,9 +1,12 @@
 """Resumable results files for experiments: JSON lines, one finished cell per line.
 
 Each write replaces the whole file atomically (temporary file + `os.replace`), so an
-interrupted run never leaves a torn file; a rerun skips the cells already recorded.
+interrupted run never leaves a torn file; a rerun skips the cells already recorded. Writes
+hold an exclusive lock on `<path>.lock`, so several processes can share one file.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -38,12 +41,25 @@ class ResultsFile:
     def has(self, key):
         return any(self._same(r, key) for r in self.records())
 
+    @contextlib.contextmanager
+    def _locked(self):
+        with open(self.path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def append(self, key, values):
         """Record a finished cell (atomically: the file is rewritten and renamed)."""
-        lines = [json.dumps(r, sort_keys=True) for r in self.records()]
-        lines.append(json.dumps({"key": key, **values}, sort_keys=True))
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
+        with self._locked():
+            self._rewrite(key, values, folder)
+
+    def _rewrite(self, key, values, folder):
+        lines = [json.dumps(r, sort_keys=True) for r in self.records()]
+        lines.append(json.dumps({"key": key, **values}, sort_keys=True))
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".partial")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

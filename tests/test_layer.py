@@ -12,14 +12,16 @@ from keras import ops
 
 from keras_spectral import SpectralDense
 
-MODES = [
-    ("frozen", None),
-    ("trainable", None),
-    ("svd", None),
-    ("qr", None),
-    ("lowrank", 2),
-]
-MODE_IDS = [m for m, _ in MODES]
+MODES = {
+    "frozen": dict(eigenvectors="frozen"),
+    "trainable": dict(eigenvectors="trainable"),
+    "svd": dict(eigenvectors="svd"),
+    "qr": dict(eigenvectors="qr"),
+    "lowrank": dict(eigenvectors="lowrank", eigenvector_rank=2),
+    "svd-kronecker": dict(eigenvectors="svd", eigenvector_basis="kronecker"),
+    "qr-kronecker": dict(eigenvectors="qr", eigenvector_basis="kronecker"),
+}
+EACH_MODE = pytest.mark.parametrize("options", list(MODES.values()), ids=list(MODES))
 
 
 def numpy(x):
@@ -39,7 +41,8 @@ def operator_block(phi, lam_in, lam_out):
     return operator[n_in:, :n_in]  # (n_out, n_in): w_ij = (λ_in_j − λ_out_i) φ_ij
 
 
-def expected_trainable_count(mode, n_in, units, rank, use_bias=True):
+def expected_trainable_count(options, n_in, units, use_bias=True):
+    mode, rank = options["eigenvectors"], options.get("eigenvector_rank")
     k = min(n_in, units)
     eigen = {
         "frozen": 0,
@@ -55,14 +58,13 @@ def count(weights):
     return sum(int(np.prod(w.shape)) for w in weights)
 
 
-@pytest.mark.parametrize("mode,rank", MODES, ids=MODE_IDS)
+@EACH_MODE
 @pytest.mark.parametrize("n_in,units", [(5, 3), (4, 9), (6, 6)])
-def test_kernel_is_the_off_diagonal_block_of_the_operator(mode, rank, n_in, units):
+def test_kernel_is_the_off_diagonal_block_of_the_operator(options, n_in, units):
     rng = np.random.default_rng(n_in * 100 + units)
     layer = SpectralDense(
         units,
-        eigenvectors=mode,
-        eigenvector_rank=rank,
+        **options,
         eigenvalues_in_initializer=keras.initializers.RandomNormal(seed=1),
         eigenvalues_out_initializer=keras.initializers.RandomNormal(seed=2),
     )
@@ -106,19 +108,18 @@ def test_svd_and_qr_factors_have_the_documented_structure():
         )
 
 
-@pytest.mark.parametrize("mode,rank", MODES, ids=MODE_IDS)
+@EACH_MODE
 @pytest.mark.parametrize("train_in,train_out", [(True, True), (False, True), (True, False)])
-def test_trainable_parameter_count(mode, rank, train_in, train_out):
+def test_trainable_parameter_count(options, train_in, train_out):
     n_in, units = 7, 5
     layer = SpectralDense(
         units,
-        eigenvectors=mode,
-        eigenvector_rank=rank,
+        **options,
         train_eigenvalues_in=train_in,
         train_eigenvalues_out=train_out,
     )
     layer.build((None, n_in))
-    expected = expected_trainable_count(mode, n_in, units, rank)
+    expected = expected_trainable_count(options, n_in, units)
     expected -= (0 if train_in else n_in) + (0 if train_out else units)
     assert count(layer.trainable_weights) == expected
 
@@ -130,9 +131,9 @@ def test_eigenvalues_only_count_is_linear_in_width():
     assert count(model.trainable_weights) == 784 + 500 + 500 + 500 + 10 + 10
 
 
-@pytest.mark.parametrize("mode,rank", MODES, ids=MODE_IDS)
+@EACH_MODE
 @pytest.mark.parametrize("train_in", [True, False])
-def test_fit_changes_exactly_the_trainable_parameters(mode, rank, train_in):
+def test_fit_changes_exactly_the_trainable_parameters(options, train_in):
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
@@ -140,11 +141,10 @@ def test_fit_changes_exactly_the_trainable_parameters(mode, rank, train_in):
             SpectralDense(
                 4,
                 activation="tanh",
-                eigenvectors=mode,
-                eigenvector_rank=rank,
+                **options,
                 train_eigenvalues_in=train_in,
             ),
-            SpectralDense(3, eigenvectors=mode, eigenvector_rank=rank),
+            SpectralDense(3, **options),
         ]
     )
     model.compile(keras.optimizers.SGD(0.1), "mse")
@@ -213,15 +213,14 @@ def test_mixed_precision(policy):
         keras.config.set_dtype_policy(previous)
 
 
-def _model(mode, rank):
+def _model(options):
     return keras.Sequential(
         [
             keras.Input((6,)),
             SpectralDense(
                 5,
                 activation="relu",
-                eigenvectors=mode,
-                eigenvector_rank=rank,
+                **options,
                 train_eigenvalues_in=False,
                 eigenvalues_in_regularizer="l2",
                 eigenvectors_constraint=keras.constraints.MaxNorm(3.0),
@@ -231,9 +230,9 @@ def _model(mode, rank):
     )
 
 
-@pytest.mark.parametrize("mode,rank", MODES, ids=MODE_IDS)
-def test_keras_file_round_trip_without_custom_objects(mode, rank, tmp_path):
-    model = _model(mode, rank)
+@EACH_MODE
+def test_keras_file_round_trip_without_custom_objects(options, tmp_path):
+    model = _model(options)
     x = np.random.default_rng(0).normal(size=(10, 6)).astype("float32")
     model.compile("adam", "mse")
     model.fit(x, np.ones((10, 2)), epochs=1, verbose=0)
@@ -262,9 +261,9 @@ def test_get_config_round_trip_gives_the_same_layer():
     assert clone.eigenvector_rank == 2 and not clone.train_eigenvalues_out
 
 
-@pytest.mark.parametrize("mode,rank", MODES, ids=MODE_IDS)
-def test_to_dense_gives_the_same_outputs(mode, rank):
-    layer = SpectralDense(5, activation="sigmoid", eigenvectors=mode, eigenvector_rank=rank)
+@EACH_MODE
+def test_to_dense_gives_the_same_outputs(options):
+    layer = SpectralDense(5, activation="sigmoid", **options)
     x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
     y = numpy(layer(x))
     dense = layer.to_dense()

@@ -97,7 +97,8 @@ def test_results_file_appends_atomically_and_resumes(tmp_path):
     again = ResultsFile(path)
     assert again.has(key) and not again.has({"dataset": "mnist"})
     assert [r["accuracy"] for r in again.records()] == [0.9, 0.8]
-    assert os.listdir(os.path.dirname(path)) == ["r.jsonl"]  # no temporary files left
+    # No temporary files left (the lock file is a permanent companion).
+    assert sorted(os.listdir(os.path.dirname(path))) == ["r.jsonl", "r.jsonl.lock"]
     with open(path) as f:
         assert all(json.loads(line)["key"] for line in f)
 
@@ -110,7 +111,30 @@ def test_results_file_is_untouched_when_a_write_fails(tmp_path):
     with pytest.raises(TypeError):
         results.append({"seed": 1}, {"accuracy": object()})  # not JSON-serializable
     assert open(path).read() == before
-    assert os.listdir(tmp_path) == ["r.jsonl"]
+    assert sorted(os.listdir(tmp_path)) == ["r.jsonl", "r.jsonl.lock"]
+
+
+def _append_many(path, writer, count, barrier):
+    results = ResultsFile(path)
+    barrier.wait()  # all writers start together, so their writes interleave
+    for i in range(count):
+        results.append({"writer": writer, "i": i}, {"accuracy": 0.5})
+
+
+def test_results_file_loses_nothing_with_concurrent_writers(tmp_path):
+    import multiprocessing
+
+    path = os.path.join(tmp_path, "r.jsonl")
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(3)
+    writers = [context.Process(target=_append_many, args=(path, w, 40, barrier)) for w in range(3)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    keys = {(r["key"]["writer"], r["key"]["i"]) for r in ResultsFile(path).records()}
+    assert keys == {(w, i) for w in range(3) for i in range(40)}
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tfmot runs on tf_keras")
