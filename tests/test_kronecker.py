@@ -42,14 +42,19 @@ def test_random_factors_are_orthogonal_and_seeded():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("n_in,units", [(12, 6), (6, 10), (8, 8)])
-def test_svd_starts_with_the_initializer_singular_values(n_in, units):
+def _start(mode, n_in, units):
+    """A Kronecker-basis layer, its starting φᵀ, and the φᵀ the frozen mode would draw."""
     init = keras.initializers.RandomNormal(seed=5)
     frozen = SpectralDense(units, eigenvectors_initializer=init)
     frozen.build((None, n_in))
-    layer = SpectralDense(units, eigenvectors="svd", eigenvector_basis="kronecker", eigenvectors_initializer=init)
+    layer = SpectralDense(units, eigenvectors=mode, eigenvector_basis="kronecker", eigenvectors_initializer=init)
     layer.build((None, n_in))
-    phi, reference = numpy(layer.eigenvectors), numpy(frozen.eigenvectors)
+    return layer, numpy(layer.eigenvectors), numpy(frozen.eigenvectors)
+
+
+@pytest.mark.parametrize("n_in,units", [(12, 6), (6, 10), (8, 8)])
+def test_svd_starts_with_the_initializer_singular_values(n_in, units):
+    _, phi, reference = _start("svd", n_in, units)
     np.testing.assert_allclose(
         np.linalg.svd(phi, compute_uv=False), np.linalg.svd(reference, compute_uv=False), rtol=1e-4
     )
@@ -58,12 +63,7 @@ def test_svd_starts_with_the_initializer_singular_values(n_in, units):
 
 @pytest.mark.parametrize("n_in,units", [(12, 6), (6, 10), (8, 8)])
 def test_qr_starts_with_the_initializer_column_gram(n_in, units):
-    init = keras.initializers.RandomNormal(seed=5)
-    frozen = SpectralDense(units, eigenvectors_initializer=init)
-    frozen.build((None, n_in))
-    layer = SpectralDense(units, eigenvectors="qr", eigenvector_basis="kronecker", eigenvectors_initializer=init)
-    layer.build((None, n_in))
-    phi, reference = numpy(layer.eigenvectors), numpy(frozen.eigenvectors)
+    layer, phi, reference = _start("qr", n_in, units)
     np.testing.assert_allclose(phi.T @ phi, reference.T @ reference, rtol=1e-4, atol=1e-4)
     r = numpy(layer._eigenvectors.triangular_factor("float32"))
     np.testing.assert_array_equal(np.tril(r, -1), 0.0)
