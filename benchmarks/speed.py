@@ -1,7 +1,8 @@
 """Speed and size of SpectralDense against keras.layers.Dense.
 
-    python benchmarks/speed.py [--shapes 784-500-500-10 3072-2000-2000-10] [--batches 200 1024]
-                               [--steps N] [--repeats 5] [--out results/speed.json]
+    python benchmarks/speed.py [run] [--shapes 784-500-500-10 3072-2000-2000-10] [--batches 200 1024]
+                                     [--modes ...] [--steps N] [--repeats 5] [--out results/speed.json]
+    python benchmarks/speed.py report [--out results/speed.json] [--report docs/speed_results.md]
 
 For each shape and batch size, in one process: the train-step time of a Dense MLP and of
 the same MLP with SpectralDense in every eigenvector mode, measured side by side
@@ -10,7 +11,8 @@ spectral / Dense with its min / median / max over repeats; the `predict` through
 each model, of its `collapse()`d Dense equivalent and of Dense (median of interleaved
 repeats); how far a training process's peak resident memory rises above the import's
 (a child process per mode); and the size of the saved `.keras` file per mode. Writes
-JSON (atomically) and prints a markdown table.
+JSON (atomically) and prints a markdown table; `report` renders that JSON alone into
+`docs/speed_results.md`.
 """
 
 import argparse
@@ -27,6 +29,8 @@ import keras
 import numpy as np
 
 from keras_spectral import SpectralDense, collapse
+
+from report_utils import atomic_write
 
 MODES = {
     "frozen": dict(eigenvectors="frozen"),
@@ -74,12 +78,12 @@ def step_times(models, shape, batch, steps, repeats):
     return times
 
 
-def inference_rates(models, shape, batch, repeats, batches=20):
+def inference_rates(models, shape, batch, repeats, rows=4096):
     """Median samples per second of `predict`, per model and per collapsed spectral model,
     interleaved over repeats like the step times."""
     variants = dict(models)
     variants.update({f"{mode}/collapsed": collapse(m) for mode, m in models.items() if mode != "dense"})
-    x = np.random.default_rng(1).normal(size=(batch * batches, shape[0])).astype("float32")
+    x = np.random.default_rng(1).normal(size=(batch * max(2, rows // batch), shape[0])).astype("float32")
     for m in variants.values():
         m.predict(x[: 2 * batch], batch_size=batch, verbose=0)
     rates = {name: [] for name in variants}
@@ -139,15 +143,59 @@ def atomic_json(path, data):
     os.replace(path + ".partial", path)
 
 
+GOALS = {"frozen": 1.10, "frozen_seeded": 1.10, "svd": 1.30, "qr": 1.30, "svd_kronecker": 1.30, "qr_kronecker": 1.30}
+HEADER = [
+    "| shape | batch | mode | step ratio min / median / max (goal) | Dense step | predict / s: model, collapsed, Dense | peak RSS rise (Dense) | .keras size (Dense) |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def row(cell):
+    goal = GOALS.get(cell["mode"])
+    verdict = f" (≤ {goal}: {'met' if cell['ratio_median'] <= goal else 'missed'})" if goal else ""
+    speed = cell["inference_per_second"]
+    return (
+        f"| {cell['shape']} | {cell['batch']} | {cell['mode']} "
+        f"| {cell['ratio_min']:.2f} / {cell['ratio_median']:.2f} / {cell['ratio_max']:.2f}{verdict} "
+        f"| {np.median(cell['dense_step_seconds']) * 1000:.1f} ms "
+        f"| {speed['model']:,.0f}, {speed['collapsed']:,.0f}, {cell['dense_inference_per_second']:,.0f} "
+        f"| {cell['peak_rss_increase_mb']:.0f} MB ({cell['dense_peak_rss_increase_mb']:.0f}) "
+        f"| {cell['keras_file_bytes'] / 1e6:.2f} MB ({cell['dense_keras_file_bytes'] / 1e6:.2f}) |"
+    )
+
+
+def write_report(report, path):
+    """Markdown table of a `results/speed.json`, with its command, machine and date."""
+    lines = [
+        "# Speed and size against Dense: results",
+        "",
+        f"Generated from `results/speed.json` by `python benchmarks/speed.py report`. Run: "
+        f"`{report['command']}` on {report['machine']}, Keras {report['keras']} "
+        f"({report['backend']} backend), {report['date']}. Step ratio: SpectralDense train step / "
+        "Dense train step on the same shape, measured side by side; goals from the issue.",
+        "",
+        *HEADER,
+        *(row(cell) for cell in report["cells"]),
+    ]
+    atomic_write(path, "\n".join(lines) + "\n")
+    print(f"wrote {path}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", choices=("run", "report"), default="run")
     parser.add_argument("--shapes", nargs="+", default=["784-500-500-10", "3072-2000-2000-10"])
     parser.add_argument("--batches", nargs="+", type=int, default=[200, 1024])
-    parser.add_argument("--modes", nargs="+", default=list(MODES))
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--steps", type=int, default=None, help="steps per repeat (default: about 0.5 s of Dense)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=os.path.join("results", "speed.json"))
+    parser.add_argument("--report", default=os.path.join("docs", "speed_results.md"))
     args = parser.parse_args(argv)
+    if args.command == "report":
+        with open(args.out, encoding="utf-8") as f:
+            write_report(json.load(f), args.report)
+        return
     report = {
         "command": " ".join(["python"] + sys.argv),
         "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.processor() or ''}".strip(", "),
@@ -156,8 +204,7 @@ def main(argv=None):
         "date": date.today().isoformat(),
         "cells": [],
     }
-    print("| shape | batch | mode | step ratio min / median / max | Dense step | inference / s (model, collapsed, Dense) | peak RSS rise | .keras size |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(HEADER))
     for shape_text in args.shapes:
         shape = tuple(int(v) for v in shape_text.split("-"))
         sizes = {mode: saved_size(shape, mode) for mode in ["dense"] + args.modes}
@@ -180,12 +227,7 @@ def main(argv=None):
                 }
                 report["cells"].append(cell)
                 atomic_json(args.out, report)
-                print(
-                    f"| {shape_text} | {batch} | {mode} | {cell['ratio_min']:.2f} / {cell['ratio_median']:.2f} / {cell['ratio_max']:.2f} "
-                    f"| {np.median(times['dense']) * 1000:.1f} ms | {rates[mode]:.0f}, {rates[f'{mode}/collapsed']:.0f}, {rates['dense']:.0f} "
-                    f"| {memory[mode]:.0f} MB (Dense {memory['dense']:.0f}) | {sizes[mode] / 1e6:.2f} MB (Dense {sizes['dense'] / 1e6:.2f}) |",
-                    flush=True,
-                )
+                print(row(cell), flush=True)
 
 
 if __name__ == "__main__":
