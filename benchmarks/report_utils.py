@@ -36,10 +36,14 @@ def provenance(records):
 
 
 def finish_figure(fig, axes, path, legend_size=7):
-    """Legend on the first panel, tight layout, atomic save, close."""
+    """One legend (on the first panel), tight layout, atomic save, close."""
     import matplotlib.pyplot as plt
 
-    axes[0][0].legend(fontsize=legend_size)
+    labelled = {}  # every panel's lines, once each: a method may be missing from the first
+    for ax in (a for row in axes for a in row):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labelled.setdefault(label, handle)
+    axes[0][0].legend(list(labelled.values()), list(labelled), fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path + ".partial.png", dpi=110)
     os.replace(path + ".partial.png", path)
