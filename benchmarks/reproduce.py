@@ -139,7 +139,7 @@ def train_cell(results, key, args, data, lr):
           f"W={smaller['key']['width']}'s {smaller['val_accuracy']:.4f}; trying lr={lower[-1]}", flush=True)
     retry = run(lower[-1])
     kept, dropped = (retry, values) if retry["val_accuracy"] > values["val_accuracy"] else (values, retry)
-    kept["other_lr_tried"] = {"lr": dropped["lr"], "val_accuracy": dropped["val_accuracy"]}
+    kept["other_lr_tried"] = {k: dropped[k] for k in ("lr", "val_accuracy", "train_seconds")}
     return kept
 
 
