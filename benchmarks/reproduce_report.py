@@ -142,9 +142,8 @@ def plots(rows, descriptions, folder):
     return made
 
 
-def write_report(records, out_dir, command, descriptions, grid_methods):
+def write_report(records, out_dir, command, descriptions, grid_methods, grid_size):
     rows = [r for r in records if r["key"]["experiment"] == "grid"]
-    grid_size = 3 * 5 * len(grid_methods) * 3
     figures = os.path.join(out_dir, "figures")
     os.makedirs(figures, exist_ok=True)
     lines = [

@@ -138,9 +138,7 @@ def peak_memory_mb(shape, batch, mode):
 
 def atomic_json(path, data):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".partial", "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(path + ".partial", path)
+    atomic_write(path, json.dumps(data, indent=1))
 
 
 GOALS = {"frozen": 1.10, "frozen_seeded": 1.10, "svd": 1.30, "qr": 1.30, "svd_kronecker": 1.30, "qr_kronecker": 1.30}

@@ -252,16 +252,10 @@ class LowRankEigenvectors(_Eigenvectors):
         return rows * self.rank * (self.n_in + self.units)
 
 
-def _pad_last(x, size):
-    """Zero-pad the last axis of a 2-D tensor to `size`."""
-    extra = size - x.shape[-1]
-    return x if extra == 0 else ops.pad(x, [[0, 0], [0, extra]])
-
-
-def _pad_first(x, size):
-    """Zero-pad the first axis of a 2-D tensor to `size`."""
-    extra = size - x.shape[0]
-    return x if extra == 0 else ops.pad(x, [[0, extra], [0, 0]])
+def _pad(x, rows=None, cols=None):
+    """Zero-pad a 2-D tensor at the end to `rows` rows and/or `cols` columns."""
+    extra = [(rows or x.shape[0]) - x.shape[0], (cols or x.shape[1]) - x.shape[1]]
+    return x if extra == [0, 0] else ops.pad(x, [[0, extra[0]], [0, extra[1]]])
 
 
 def _rows(x, n):
@@ -303,14 +297,14 @@ class KroneckerSVDEigenvectors(_KroneckerBasis, SVDEigenvectors):
         self.basis_out = self._add_kronecker("eigenvector_basis_out", self.units)
 
     def matrix(self, dtype):
-        scaled = _pad_last(ops.diag(_cast(self.scales, dtype)), self.units)  # [diag(s) | 0]
+        scaled = _pad(ops.diag(_cast(self.scales, dtype)), cols=self.units)  # [diag(s) | 0]
         rows_out = kronecker.apply_right(scaled, *self._factors(self.basis_out, dtype))
-        return kronecker.apply_left(*self._factors(self.basis_in, dtype), _pad_first(rows_out, self.n_in))
+        return kronecker.apply_left(*self._factors(self.basis_in, dtype), _pad(rows_out, rows=self.n_in))
 
     def project(self, x, dtype):
         x, restore = _rows(x, self.n_in)
         h = kronecker.apply_right(x, *self._factors(self.basis_in, dtype))[:, : self.k]
-        h = _pad_last(h * _cast(self.scales, dtype), self.units)
+        h = _pad(h * _cast(self.scales, dtype), cols=self.units)
         return restore(kronecker.apply_right(h, *self._factors(self.basis_out, dtype)))
 
     def build_flops(self):
@@ -331,7 +325,7 @@ class KroneckerQREigenvectors(_KroneckerBasis, QREigenvectors):
         self._add_triangular_factor(r)
 
     def matrix(self, dtype):
-        factor = _pad_first(self.triangular_factor(dtype), self.n_in)
+        factor = _pad(self.triangular_factor(dtype), rows=self.n_in)
         return kronecker.apply_left(*self._factors(self.basis, dtype), factor)
 
     def project(self, x, dtype):

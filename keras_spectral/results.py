@@ -38,8 +38,12 @@ class ResultsFile:
             record.get("key", {})
         ) == len(key)
 
+    def get(self, key):
+        """The recorded cell with exactly this key, or None."""
+        return next((r for r in self.records() if self._same(r, key)), None)
+
     def has(self, key):
-        return any(self._same(r, key) for r in self.records())
+        return self.get(key) is not None
 
     @contextlib.contextmanager
     def _locked(self):
