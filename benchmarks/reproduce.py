@@ -3,7 +3,7 @@
     python benchmarks/reproduce.py grid   [--datasets mnist fashion_mnist cifar10]
                                           [--widths 50 100 200 300 500] [--methods ...]
                                           [--seeds 3] [--max-epochs 90] [--patience 8]
-                                          [--shard I/N]
+                                          [--shard I/N | I,J,.../N]
     python benchmarks/reproduce.py report [--out docs]
 
 Networks: input - W - W - 10 (ReLU), for each of `GRID_METHODS` (Dense; one eigenvalue
@@ -22,7 +22,8 @@ Cells run seed-major (every data set, width and method for seed 0 before seed 1)
 interrupted grid still covers everything. Each finished cell (tuning or grid) is appended
 atomically to `results/reproduce.jsonl` and skipped on a rerun; `--shard I/N` lets N
 processes share the grid (each owns whole (data set, method) pairs, tuning included; on
-2 cores two single-threaded processes finish about 1.4x sooner than one). `report`
+2 cores two single-threaded processes finish about 1.4x sooner than one), and
+`--shard I,J/N` gives one process several shares, to rebalance a stopped run. `report`
 renders the tables and plots from the results file alone.
 """
 
@@ -95,9 +96,9 @@ def tuned_rate(results, dataset, method, data):
 
 def in_shard(args, dataset, method):
     """Whether this process owns the (data set, method) pair; pairs alternate across shards."""
-    index, count = args.shard
+    indices, count = args.shard
     position = args.datasets.index(dataset) + args.methods.index(method)
-    return position % count == index
+    return position % count in indices
 
 
 def run_grid(args, results):
@@ -156,15 +157,18 @@ def smaller_width_record(results, key, widths):
 
 
 def parse_shard(text):
+    """`I/N` or `I,J,.../N`: the shares (0-based) of N this process runs."""
     try:
-        index, count = (int(v) for v in text.split("/"))
+        shares, count = text.split("/")
+        indices, count = tuple(int(v) for v in shares.split(",")), int(count)
     except ValueError:
-        index, count = -1, 0
-    if not 0 <= index < count:
+        indices, count = (-1,), 0
+    if not all(0 <= index < count for index in indices):
         raise argparse.ArgumentTypeError(
-            f"Received an invalid value for `--shard`, expected I/N with 0 <= I < N. Received: {text}"
+            "Received an invalid value for `--shard`, expected I/N or I,J,.../N with 0 <= I < N. "
+            f"Received: {text}"
         )
-    return index, count
+    return indices, count
 
 
 def main(argv=None):
@@ -176,8 +180,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=GRID_SEEDS)
     parser.add_argument("--max-epochs", type=int, default=90)
     parser.add_argument("--patience", type=int, default=8)
-    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N",
-                        help="run only the I-th of N shares of the grid (0-based)")
+    parser.add_argument("--shard", type=parse_shard, default=((0,), 1), metavar="I/N",
+                        help="run only the I-th of N shares of the grid (0-based; I,J,.../N for several)")
     parser.add_argument("--results", default=DEFAULT_RESULTS)
     parser.add_argument("--out", default="docs")
     args = parser.parse_args(argv)
