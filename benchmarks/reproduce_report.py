@@ -9,13 +9,19 @@ from report_utils import atomic_write, cell, finish_figure, provenance, stats
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10 (flattened)"}
 
 
+def _datasets(rows):
+    """The data sets in `rows`: MNIST, Fashion-MNIST, CIFAR-10 first, any others after."""
+    known = list(DATASET_NAMES)
+    return sorted({r["key"]["dataset"] for r in rows}, key=lambda d: (known.index(d) if d in known else len(known), d))
+
+
 def _group(rows, **match):
     return [r for r in rows if all(r["key"][k] == v for k, v in match.items())]
 
 
 def tables(rows, descriptions):
     lines = []
-    for dataset in sorted({r["key"]["dataset"] for r in rows}):
+    for dataset in _datasets(rows):
         widths = sorted({r["key"]["width"] for r in rows if r["key"]["dataset"] == dataset})
         lines += [
             f"### {DATASET_NAMES.get(dataset, dataset)}",
@@ -37,10 +43,25 @@ def tables(rows, descriptions):
     return lines
 
 
+def summary(rows, descriptions):
+    """Mean test accuracy at each data set's widest width, one row per method."""
+    sets = _datasets(rows)
+    widest = {d: max(r["key"]["width"] for r in _group(rows, dataset=d)) for d in sets}
+    lines = [
+        "| method | " + " | ".join(f"{DATASET_NAMES.get(d, d)}, W={widest[d]}" for d in sets) + " |",
+        "|---" * (len(sets) + 1) + "|",
+    ]
+    for method, label in descriptions.items():
+        cells = [cell([r["test_accuracy"] for r in _group(rows, dataset=d, method=method, width=widest[d])]) for d in sets]
+        if any(c != "–" for c in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def details(rows, descriptions):
     """One line per (data set, method, width): accuracy, parameters, epochs, wall time, rate."""
     lines = []
-    for dataset in sorted({r["key"]["dataset"] for r in rows}):
+    for dataset in _datasets(rows):
         lines += [
             f"### {DATASET_NAMES.get(dataset, dataset)}: every cell",
             "",
@@ -92,7 +113,7 @@ def targets(rows):
             if share < 1:
                 lines.append(f"| two sets ≥ {floor} % at < 1 % of Dense's parameters ({share:.2f} %) | "
                              f"{dataset}, {width} | {acc:.2f} % | {'yes' if acc >= floor else 'no'} |")
-    for dataset in sorted({r["key"]["dataset"] for r in rows}):
+    for dataset in _datasets(rows):
         for width in sorted({r["key"]["width"] for r in _group(rows, dataset=dataset)}):
             dense, _ = mean(dataset, "dense", width)
             one, _ = mean(dataset, "spectral_one_set", width)
@@ -117,7 +138,7 @@ def plots(rows, descriptions, folder):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = sorted({r["key"]["dataset"] for r in rows})
+    datasets = _datasets(rows)
     made = []
     for kind in ("width", "params"):
         fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets), 3.8), squeeze=False)
@@ -159,6 +180,7 @@ def write_report(records, out_dir, command, descriptions, grid_methods, grid_siz
     if rows:
         in_grid = [r for r in rows if r["key"]["method"] in grid_methods]
         lines += [coverage(in_grid, grid_size), ""]
+        lines += ["## At the widest width", ""] + summary(rows, descriptions)
         lines += ["## Test accuracy by width", ""] + tables(rows, descriptions)
         lines += ["## Targets", ""] + targets(rows)
         for name in plots(rows, descriptions, figures):
