@@ -35,7 +35,6 @@ import time
 from datetime import date
 
 import keras
-import numpy as np
 
 from keras_spectral import datasets
 from keras_spectral.models import DESCRIPTIONS, METHODS, build_mlp, trainable_count
@@ -54,23 +53,30 @@ GRID_SEEDS = 3
 GRID_SIZE = len(GRID_DATASETS) * len(GRID_WIDTHS) * len(GRID_METHODS) * GRID_SEEDS
 
 
-def train(data, method, width, lr, seed, max_epochs, patience):
+def fit_and_score(model, data, lr, max_epochs, patience, callbacks=()):
+    """Train `model` by the grid's protocol (Adamax, batch 200, early stopping on validation
+    accuracy with the best weights restored, 20 % held out) and score the restored model.
+    Returns the scores and the Keras history."""
     (x, y), (xt, yt) = data
-    keras.utils.set_random_seed(seed)
-    model = build_mlp(x.shape[1], (width, width), 10, method)
     model.compile(keras.optimizers.Adamax(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping("val_accuracy", patience=patience, restore_best_weights=True)
     start = time.perf_counter()
     history = model.fit(x, y, batch_size=BATCH, epochs=max_epochs, validation_split=0.2,
-                        callbacks=[stop], verbose=0)
+                        callbacks=[stop, *callbacks], verbose=0).history
     seconds = time.perf_counter() - start
     return {
-        "val_accuracy": float(max(history.history["val_accuracy"])),
+        "val_accuracy": float(max(history["val_accuracy"])),
         "test_accuracy": float(model.evaluate(xt, yt, batch_size=2000, verbose=0)[1]),
-        "trainable_params": trainable_count(model),
-        "epochs_run": len(history.history["loss"]),
+        "epochs_run": len(history["loss"]),
         "train_seconds": round(seconds, 1),
-    }
+    }, history
+
+
+def train(data, method, width, lr, seed, max_epochs, patience):
+    keras.utils.set_random_seed(seed)
+    model = build_mlp(data[0][0].shape[1], (width, width), 10, method)
+    values, _ = fit_and_score(model, data, lr, max_epochs, patience)
+    return dict(values, trainable_params=trainable_count(model))
 
 
 def stamp(values):
@@ -102,21 +108,18 @@ def in_shard(args, dataset, method):
 
 
 def run_grid(args, results):
-    data = {name: datasets.load_flat(name) for name in args.datasets}
     cells = [
-        (name, width, method, seed)
+        dict(experiment="grid", dataset=name, width=width, method=method, seed=seed,
+             max_epochs=args.max_epochs, patience=args.patience)
         for seed in range(args.seeds) for name in args.datasets
         for width in args.widths for method in args.methods
         if in_shard(args, name, method)
     ]
-    todo = []
-    for name, width, method, seed in cells:
-        key = dict(experiment="grid", dataset=name, width=width, method=method, seed=seed,
-                   max_epochs=args.max_epochs, patience=args.patience)
-        if not results.has(key):
-            todo.append((key, name, width, method, seed))
+    todo = results.missing(cells)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; {len(todo)} to run.", flush=True)
-    for i, (key, name, width, method, seed) in enumerate(todo, 1):
+    data = {name: datasets.load_flat(name) for name in dict.fromkeys(key["dataset"] for key in todo)}
+    for i, key in enumerate(todo, 1):
+        name, width, method, seed = (key[k] for k in ("dataset", "width", "method", "seed"))
         keras.backend.clear_session()
         lr = tuned_rate(results, name, method, data[name])
         values = train_cell(results, key, args, data[name], lr)

@@ -17,7 +17,6 @@ Results go to `results/two_sets_variants.jsonl` (resumable, one line per finishe
 import argparse
 import os
 import sys
-import time
 
 import keras
 import numpy as np
@@ -25,7 +24,7 @@ import numpy as np
 from keras_spectral import SpectralDense, datasets
 from keras_spectral.results import ResultsFile
 from report_utils import atomic_write, cell, provenance
-from reproduce import BATCH, DEFAULT_RESULTS as GRID_RESULTS, stamp, tuned_rate
+from reproduce import DEFAULT_RESULTS as GRID_RESULTS, fit_and_score, stamp, tuned_rate
 
 WIDTH = 500
 AUTHORS_INIT = dict(
@@ -66,22 +65,11 @@ def train(data, options, lr, seed):
     keras.utils.set_random_seed(seed)
     model = build(x.shape[1], options.get("layer", {}), options.get("dropout"))
     rate = lr * options.get("lr_factor", 1.0)
-    model.compile(keras.optimizers.Adamax(rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    callbacks = [keras.callbacks.EarlyStopping("val_accuracy", patience=options.get("patience", 8), restore_best_weights=True)]
-    if options.get("plateau"):
-        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=3))
-    start = time.perf_counter()
-    history = model.fit(x, y, batch_size=BATCH, epochs=options.get("max_epochs", 90), validation_split=0.2,
-                        callbacks=callbacks, verbose=0).history
+    plateau = [keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=3)] if options.get("plateau") else []
+    values, history = fit_and_score(model, ((x, y), (xt, yt)), rate, options.get("max_epochs", 90),
+                                    options.get("patience", 8), plateau)
     best = int(np.argmax(history["val_accuracy"]))
-    return {
-        "lr": rate,
-        "train_accuracy": float(history["accuracy"][best]),
-        "val_accuracy": float(history["val_accuracy"][best]),
-        "test_accuracy": float(model.evaluate(xt, yt, batch_size=2000, verbose=0)[1]),
-        "epochs_run": len(history["loss"]),
-        "train_seconds": round(time.perf_counter() - start, 1),
-    }
+    return dict(values, lr=rate, train_accuracy=float(history["accuracy"][best]))
 
 
 def run(args, results):

@@ -45,6 +45,11 @@ class ResultsFile:
     def has(self, key):
         return self.get(key) is not None
 
+    def missing(self, keys):
+        """The keys, in order, that have no recorded cell (one read of the file)."""
+        recorded = self.records()
+        return [key for key in keys if not any(self._same(r, key) for r in recorded)]
+
     @contextlib.contextmanager
     def _locked(self):
         with open(self.path + ".lock", "a") as lock:

@@ -97,6 +97,8 @@ def test_results_file_appends_atomically_and_resumes(tmp_path):
     again = ResultsFile(path)
     assert again.has(key) and not again.has({"dataset": "mnist"})
     assert [r["accuracy"] for r in again.records()] == [0.9, 0.8]
+    assert again.get(key)["accuracy"] == 0.9
+    assert again.missing([{"dataset": "mnist", "seed": s} for s in range(3)]) == [{"dataset": "mnist", "seed": 2}]
     # No temporary files left (the lock file is a permanent companion).
     assert sorted(os.listdir(os.path.dirname(path))) == ["r.jsonl", "r.jsonl.lock"]
     with open(path) as f:
