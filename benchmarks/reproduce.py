@@ -51,6 +51,20 @@ GRID_WIDTHS = (50, 100, 200, 300, 500)
 GRID_METHODS = ("dense", "spectral_one_set", "spectral_two_sets", "spectral_svd", "spectral_qr", "spectral_trainable")
 GRID_SEEDS = 3
 GRID_SIZE = len(GRID_DATASETS) * len(GRID_WIDTHS) * len(GRID_METHODS) * GRID_SEEDS
+# Methods whose definition changed after the first grid (2026-11-28: initializers of
+# trained eigenvectors, Kronecker bases by default, the whole-R QR, rank-10 φ): their
+# records carry `revision`, so the first grid's records stay apart and are not reused.
+REVISIONS = {
+    method: 2
+    for method in ("spectral_svd", "spectral_qr", "spectral_qr_full", "spectral_trainable",
+                   "spectral_lowrank", "spectral_svd_kronecker", "spectral_qr_kronecker")
+}
+REVISED_METHODS = ("spectral_svd", "spectral_qr", "spectral_qr_full", "spectral_trainable", "spectral_lowrank")
+
+
+def method_key(method):
+    """The key fields naming a method (and its revision, where it changed)."""
+    return dict(method=method, **({"revision": REVISIONS[method]} if method in REVISIONS else {}))
 
 
 def fit_and_score(model, data, lr, max_epochs, patience, callbacks=()):
@@ -89,7 +103,7 @@ def tuned_rate(results, dataset, method, data):
     """The learning rate with the best validation accuracy, tuning what is missing."""
     best = None
     for lr in LEARNING_RATES:
-        key = dict(experiment="tune", dataset=dataset, method=method, lr=lr, width=TUNE_WIDTH, seed=0)
+        key = dict(experiment="tune", dataset=dataset, **method_key(method), lr=lr, width=TUNE_WIDTH, seed=0)
         record = results.get(key)
         if record is None:
             record = stamp(train(data, method, TUNE_WIDTH, lr, 0, TUNE_EPOCHS, TUNE_PATIENCE))
@@ -109,7 +123,7 @@ def in_shard(args, dataset, method):
 
 def run_grid(args, results):
     cells = [
-        dict(experiment="grid", dataset=name, width=width, method=method, seed=seed,
+        dict(experiment="grid", dataset=name, width=width, **method_key(method), seed=seed,
              max_epochs=args.max_epochs, patience=args.patience)
         for seed in range(args.seeds) for name in args.datasets
         for width in args.widths for method in args.methods
@@ -192,7 +206,8 @@ def main(argv=None):
     if args.command == "report":
         from reproduce_report import write_report
 
-        write_report(results.records(), args.out, " ".join(["python"] + sys.argv), DESCRIPTIONS, GRID_METHODS, GRID_SIZE)
+        write_report(results.records(), args.out, " ".join(["python"] + sys.argv), DESCRIPTIONS, GRID_METHODS, GRID_SIZE,
+                     REVISIONS)
     else:
         run_grid(args, results)
 

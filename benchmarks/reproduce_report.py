@@ -122,11 +122,16 @@ def targets(rows):
                 lines.append(f"| two sets clearly above one set | {dataset}, {width} | {two:.2f} vs {one:.2f} % | {'yes' if two >= one + 1 else 'no'} |")
             if dense is None:
                 continue
-            for method, gap in (("spectral_svd", 1.0), ("spectral_qr", 0.3), ("spectral_trainable", 0.3),
-                                ("spectral_svd_kronecker", 1.0), ("spectral_qr_kronecker", 0.3)):
-                acc, _ = mean(dataset, method, width)
-                if acc is not None:
-                    lines.append(f"| {method} within {gap} pt of Dense | {dataset}, {width} | {acc:.2f} vs {dense:.2f} % | {'yes' if acc >= dense - gap else 'no'} |")
+            for method, gap in (("spectral_svd", 1.0), ("spectral_qr", 0.3), ("spectral_qr_full", 0.3),
+                                ("spectral_trainable", 0.3), ("spectral_lowrank", 1.0)):
+                acc, group = mean(dataset, method, width)
+                if acc is None:
+                    continue
+                dense_params = _group(rows, dataset=dataset, method="dense", width=width)[0]["trainable_params"]
+                share = group[0]["trainable_params"] / dense_params * 100
+                seeds = len(group)
+                lines.append(f"| {method} within {gap} pt of Dense ({share:.2f} % of its parameters; {seeds} seed{'s' * (seeds > 1)}) "
+                             f"| {dataset}, {width} | {acc:.2f} vs {dense:.2f} % | {'yes' if acc >= dense - gap else 'no'} |")
     if len(lines) == 2:
         return ["No target can be evaluated on the cells run so far.", ""]
     return lines + [""]
@@ -163,8 +168,36 @@ def plots(rows, descriptions, folder):
     return made
 
 
-def write_report(records, out_dir, command, descriptions, grid_methods, grid_size):
+def relabel_revisions(rows, descriptions, revisions):
+    """Records of a method from before its current revision become their own method
+    (`<method>@first`, "first grid"), so tables and targets show the current definition
+    under the plain name and the first grid's beside it."""
+    out, labels = [], dict(descriptions)
+    for record in rows:
+        key = record["key"]
+        method = key["method"]
+        if method in revisions and key.get("revision") != revisions[method]:
+            old = f"{method}@first"
+            labels.setdefault(old, descriptions.get(method, method) + " [first grid: previous defaults]")
+            record = dict(record, key=dict(key, method=old))
+        out.append(record)
+    ordered = {m: labels[m] for m in descriptions}
+    ordered.update({m: label for m, label in labels.items() if m not in ordered})
+    return out, ordered
+
+
+def first_grid(rows, grid_methods, revisions):
+    """The cells of the first, 270-cell grid: its methods as they were defined then."""
+    def first(method):
+        base = method.removesuffix("@first")
+        return base in grid_methods and (method.endswith("@first") or base not in revisions)
+
+    return [r for r in rows if first(r["key"]["method"])]
+
+
+def write_report(records, out_dir, command, descriptions, grid_methods, grid_size, revisions=None):
     rows = [r for r in records if r["key"]["experiment"] == "grid"]
+    rows, descriptions = relabel_revisions(rows, descriptions, revisions or {})
     figures = os.path.join(out_dir, "figures")
     os.makedirs(figures, exist_ok=True)
     lines = [
@@ -178,8 +211,12 @@ def write_report(records, out_dir, command, descriptions, grid_methods, grid_siz
         "",
     ]
     if rows:
-        in_grid = [r for r in rows if r["key"]["method"] in grid_methods]
-        lines += [coverage(in_grid, grid_size), ""]
+        lines += [coverage(first_grid(rows, grid_methods, revisions or {}), grid_size), ""]
+        revised = [r for r in rows if "revision" in r["key"]]
+        if revised:
+            lines += [f"Rerun with the current definitions (records with `revision`, 2026-11-28 on): "
+                      f"{len(revised)} cells of {', '.join(sorted({r['key']['method'] for r in revised}))}; "
+                      "the first grid's cells of those methods are listed as \"[first grid: previous defaults]\".", ""]
         lines += ["## At the widest width", ""] + summary(rows, descriptions)
         lines += ["## Test accuracy by width", ""] + tables(rows, descriptions)
         lines += ["## Targets", ""] + targets(rows)

@@ -132,6 +132,12 @@ def compact(model, eigenvectors=None):
     folded = [np.zeros(layer.units) for layer in dense]
     for i, hidden in enumerate(hidden_layers(model)):
         alive = hidden.active()
+        if not alive.any():
+            raise ValueError(
+                f"Hidden layer '{hidden.name}' has no nodes left (all {hidden.size} are "
+                "removed), so compact() cannot build it; keep at least one node per hidden "
+                "layer (e.g. prune with a smaller `fraction`)."
+            )
         keep.append(np.flatnonzero(alive))
         consumer_ignores = (
             _numpy(hidden.consumer.eigenvalues_in_mask) == 0

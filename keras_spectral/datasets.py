@@ -11,7 +11,12 @@ expected (the layout `shared/datasets/prepare.py` writes):
 Files are downloaded only when absent (and `download=True`, the default); everything read
 is verified (IDX headers and sizes, label ranges, and the SHA-256 of the decompressed
 MNIST / Fashion-MNIST contents), so a truncated or corrupt file raises `DatasetError`
-naming the file instead of returning wrong data.
+naming the file instead of returning wrong data. CIFAR-10: the downloaded archive is
+checked against its published MD5, a `SHA256SUMS` manifest (coreutils format) is written
+beside the extracted batches, and every batch is checked against that manifest on load;
+batches placed by hand without a manifest are checked for structure only (with a warning
+that their content is unverified). Batches are unpickled by a restricted unpickler that
+admits only what the format needs, so a tampered file cannot run code.
 
 Example:
 
@@ -22,6 +27,8 @@ Example:
 
 import gzip
 import hashlib
+import http.client
+import io
 import os
 import pickle
 import shutil
@@ -29,6 +36,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 
 import numpy as np
 
@@ -57,6 +65,8 @@ _IDX_URLS = {
     "fashion-mnist": "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
 }
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # published with the archive
+_MANIFEST = "SHA256SUMS"
 _CIFAR10_DIR = "cifar-10-batches-py"
 _CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -70,36 +80,56 @@ class DatasetError(RuntimeError):
 def data_directory(data_dir=None):
     """The directory datasets are read from: argument, then `$KERAS_SPECTRAL_DATA`,
     then `~/.keras/datasets/keras_spectral`."""
-    path = data_dir or os.environ.get(ENV_VAR) or DEFAULT_DIR
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(
+            "Received an invalid value for `data_dir`, expected a path (str or os.PathLike) "
+            f"or None. Received: data_dir={data_dir!r}"
+        )
+    path = os.fspath(data_dir) if data_dir is not None else None
+    path = path or os.environ.get(ENV_VAR) or DEFAULT_DIR
     return os.path.abspath(os.path.expanduser(path))
 
 
+def _missing_hint(target):
+    return (
+        f"Put the canonical file there, or point `data_dir` / ${ENV_VAR} at a directory "
+        f"that holds it (looked in {os.path.dirname(target)})."
+    )
+
+
 def _download(url, target):
-    """Fetch `url` into `target` atomically (a partial download never takes its name)."""
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".partial")
+    """Fetch `url` into `target` atomically: a partial download (an error, or fewer bytes
+    than the server announced) never takes the name and leaves nothing behind."""
+    tmp = None
     try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".partial")
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+            expected = response.headers.get("Content-Length")
             shutil.copyfileobj(response, out)
+            received = out.tell()
+        if expected is not None and received != int(expected):
+            raise DatasetError(
+                f"{target}: download from {url} incomplete ({received} of {expected} bytes); "
+                "nothing was kept. Try again, or put the canonical file there by hand."
+            )
         os.replace(tmp, target)
-    except (urllib.error.URLError, OSError) as error:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp = None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         raise DatasetError(
-            f"{target} is missing and could not be downloaded from {url} ({error}). "
-            f"Put the canonical file there, or point `data_dir` / ${ENV_VAR} at a "
-            "directory that holds it."
+            f"{target} is missing and could not be downloaded from {url} ({error!r}). "
+            + _missing_hint(target)
         ) from error
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _ensure(path, url, download):
     if os.path.exists(path):
         return
     if not download:
-        raise DatasetError(
-            f"{path} is missing and download=False. Put the canonical file there, or point "
-            f"`data_dir` / ${ENV_VAR} at a directory that holds it."
-        )
+        raise DatasetError(f"{path} is missing and download=False. " + _missing_hint(path))
     _download(url, path)
 
 
@@ -162,13 +192,73 @@ def load_fashion_mnist(data_dir=None, download=True):
     return _load_idx("fashion-mnist", data_dir, download)
 
 
-def _read_cifar_batch(path):
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only what a CIFAR-10 batch holds (dicts, lists, bytes, strings, numbers and
+    NumPy arrays): any other global a pickle names is refused before it can run."""
+
+    _ALLOWED = {
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    } | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"global '{module}.{name}' is not allowed in a CIFAR-10 batch"
+            )
+        return super().find_class(module, name)
+
+
+def _digest(path, algorithm="sha256"):
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_manifest(folder):
+    """`{file name: sha256}` from `folder/SHA256SUMS`, or None when there is none."""
+    path = os.path.join(folder, _MANIFEST)
+    if not os.path.exists(path):
+        return None
+    sums = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            digest, _, name = line.rstrip("\n").partition("  ")
+            if len(digest) != 64 or not name:
+                raise DatasetError(f"{path}, line {number}: not in `sha256sum` format: {line!r}")
+            sums[name.lstrip("*")] = digest
+    return sums
+
+
+def _write_manifest(folder, names):
+    lines = "".join(f"{_digest(os.path.join(folder, n))}  {n}\n" for n in sorted(names))
+    tmp = os.path.join(folder, _MANIFEST + ".partial")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(lines)
+    os.replace(tmp, os.path.join(folder, _MANIFEST))
+
+
+def _read_cifar_batch(path, expected_sha256=None):
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            raw = f.read()
+    except OSError as error:
+        raise DatasetError(f"{path} is not readable ({error!r}).") from error
+    if expected_sha256 is not None and hashlib.sha256(raw).hexdigest() != expected_sha256:
+        raise DatasetError(
+            f"{path}: contents do not match its SHA-256 in {_MANIFEST} ({expected_sha256}); "
+            "the file is corrupt or was changed."
+        )
+    try:
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.uint8)
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as error:
+    except (EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError, IndexError) as error:
         raise DatasetError(f"{path} is not a readable CIFAR-10 batch ({error!r}).") from error
     if data.ndim != 2 or data.shape[1] != 3072:
         raise DatasetError(f"{path}: data of shape {data.shape}, expected (N, 3072).")
@@ -180,12 +270,24 @@ def _fetch_cifar10(root):
     """Download and unpack the canonical archive into `root` (atomically)."""
     archive = os.path.join(root, "cifar-10-python.tar.gz")
     _download(_CIFAR10_URL, archive)
-    tmp = tempfile.mkdtemp(dir=root, suffix=".partial")
-    with tarfile.open(archive) as tar:
-        tar.extractall(tmp, filter="data")
-    os.replace(os.path.join(tmp, _CIFAR10_DIR), os.path.join(root, _CIFAR10_DIR))
-    shutil.rmtree(tmp)
-    os.unlink(archive)
+    tmp = None
+    try:
+        digest = _digest(archive, "md5")
+        if digest != _CIFAR10_MD5:
+            raise DatasetError(
+                f"{archive}: MD5 {digest} is not the published {_CIFAR10_MD5}; the download "
+                "is corrupt and was not used."
+            )
+        tmp = tempfile.mkdtemp(dir=root, suffix=".partial")
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        extracted = os.path.join(tmp, _CIFAR10_DIR)
+        _write_manifest(extracted, [n for n in os.listdir(extracted) if n != _MANIFEST])
+        os.replace(extracted, os.path.join(root, _CIFAR10_DIR))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        os.unlink(archive)
 
 
 def load_cifar10(data_dir=None, download=True):
@@ -198,12 +300,21 @@ def load_cifar10(data_dir=None, download=True):
             raise DatasetError(f"{folder} is missing and download=False.")
         os.makedirs(root, exist_ok=True)
         _fetch_cifar10(root)
+    sums = _read_manifest(folder)
+    if sums is None:
+        warnings.warn(
+            f"{folder} has no {_MANIFEST}: the CIFAR-10 batches were checked for structure "
+            "only, their content is unverified.",
+            stacklevel=2,
+        )
     batches = []
     for name in _CIFAR10_BATCHES:
         path = os.path.join(folder, name)
         if not os.path.exists(path):
             raise DatasetError(f"{path} is missing from {folder}.")
-        batches.append(_read_cifar_batch(path))
+        if sums is not None and name not in sums:
+            raise DatasetError(f"{os.path.join(folder, _MANIFEST)} has no checksum for {name}.")
+        batches.append(_read_cifar_batch(path, None if sums is None else sums[name]))
     x_train = np.concatenate([b[0] for b in batches[:5]])
     y_train = np.concatenate([b[1] for b in batches[:5]])
     x_test, y_test = batches[5]

@@ -11,11 +11,12 @@ layer can choose the cheaper of the two evaluation orders (see `prefer_factored`
 | `trainable` | full matrix              | `n_in * units`                          |
 | `svd`       | `U diag(s) V`, U, V fixed | `min(n_in, units)` (the `s`)            |
 | `qr`        | `R Q`, Q fixed orthonormal| `k*units - k*(k-1)/2`, `k = min(n_in, units)` (triangular R) |
+| `qr_full`   | `R Q`, Q fixed orthonormal| `k*units` (the whole R, as the authors train it) |
 | `lowrank`   | `A B`, both trained      | `rank * (n_in + units)`                 |
 
 Decomposed modes start from the same random φ as `frozen` (drawn with the layer's
 `eigenvectors_initializer`) and factor it exactly with NumPy (`lowrank`: its best rank-r
-approximation), so changing the mode changes what is trained, not where training starts.
+approximation, rescaled to φ's norm), so changing the mode changes what is trained, not where training starts.
 
 With `eigenvector_basis="kronecker"`, `svd` and `qr` instead take their fixed bases from
 random Kronecker-structured orthogonal matrices (`keras_spectral.kronecker`), which cost
@@ -29,7 +30,7 @@ from keras import ops
 
 from keras_spectral import kronecker, triangular
 
-MODES = ("frozen", "trainable", "svd", "qr", "lowrank")
+MODES = ("frozen", "trainable", "svd", "qr", "qr_full", "lowrank")
 
 
 def _constant(array):
@@ -142,18 +143,36 @@ class SeededEigenvectors(_Eigenvectors):
         self.fingerprint = self._add(
             "eigenvector_fingerprint", (4,), _constant(self.expected_fingerprint), False
         )
+        # Every assignment of the fingerprint (`set_weights` of the layer or of a model,
+        # `load_weights`, a direct `assign`) is checked against this layer's φ, so weights
+        # trained with other eigenvectors are refused instead of giving a wrong kernel.
+        assign = self.fingerprint.assign
+
+        def checked_assign(value):
+            self.check(value)
+            return assign(value)
+
+        self.fingerprint.assign = checked_assign
 
     def matrix(self, dtype):
         return _cast(self.constant, dtype)
 
-    def check(self):
-        stored = np.asarray(ops.convert_to_numpy(self.fingerprint), dtype="float64")
-        if not np.allclose(stored, self.expected_fingerprint, rtol=1e-5, atol=1e-5):
+    def check(self, value):
+        """Raise if `value` (a fingerprint about to be assigned) is not this layer's.
+        Values that are not concrete (traced inside a compiled step) are not checked:
+        they are copies of the variable itself."""
+        try:
+            stored = np.asarray(ops.convert_to_numpy(value), dtype="float64")
+        except Exception:  # a symbolic tensor or tracer: nothing concrete to compare
+            return
+        if stored.shape != (4,) or not np.allclose(
+            stored, self.expected_fingerprint, rtol=1e-5, atol=1e-5
+        ):
             raise ValueError(
                 f"Layer '{self.layer.name}' regenerates its eigenvectors from "
-                f"eigenvector_seed={self.layer.eigenvector_seed}, but the loaded weights were "
-                "saved with different eigenvectors (another seed). Load them into a layer "
-                "with the seed they were saved with."
+                f"eigenvector_seed={self.layer.eigenvector_seed}, but the weights given to it "
+                "were made with different eigenvectors (another seed): their kernel would be "
+                "wrong here. Use a layer with the seed the weights were made with."
             )
 
 
@@ -196,16 +215,16 @@ class QREigenvectors(_Eigenvectors):
     def build(self):
         q, r = np.linalg.qr(self._initial_matrix(), mode="reduced")
         self.basis = self._add("eigenvector_basis", (self.n_in, q.shape[1]), _constant(q), False)
-        self._add_triangular_factor(r)
+        self._add_factor(r)
 
-    def _add_triangular_factor(self, r):
+    def _add_factor(self, r):
         """Store the upper triangle of R (`(k, units)`) as one trained vector."""
         self.k = r.shape[0]
         packed = triangular.pack(r)
         self.factor = self._add("eigenvector_factor", packed.shape, _constant(packed), True)
 
     def triangular_factor(self, dtype):
-        """R, shape `(k, units)`, upper triangular."""
+        """R, shape `(k, units)`: upper triangular (`qr`) or whole (`qr_full`)."""
         return triangular.unpack(_cast(self.factor, dtype), self.k, self.units, dtype)
 
     def matrix(self, dtype):
@@ -214,6 +233,22 @@ class QREigenvectors(_Eigenvectors):
     def project(self, x, dtype):
         h = ops.matmul(x, _cast(self.basis, dtype))
         return ops.matmul(h, self.triangular_factor(dtype))
+
+
+class _FullFactor:
+    """Mixin: R trained whole, `(k, units)`, as in the authors' code (Chicchi et al. 2021):
+    it starts triangular and stops being so after the first step."""
+
+    def _add_factor(self, r):
+        self.k = r.shape[0]
+        self.factor = self._add("eigenvector_factor", r.shape, _constant(r), True)
+
+    def triangular_factor(self, dtype):
+        return _cast(self.factor, dtype)
+
+
+class FullQREigenvectors(_FullFactor, QREigenvectors):
+    """φᵀ = Q R with Q fixed (orthonormal columns) and the whole `(k, units)` R trained."""
 
     def build_flops(self):
         return self.n_in * self.k * self.units
@@ -230,6 +265,10 @@ class LowRankEigenvectors(_Eigenvectors):
     def build(self):
         u, s, vt = np.linalg.svd(self._initial_matrix(), full_matrices=False)
         r = self.rank
+        # The best rank-r approximation of φ, rescaled to φ's Frobenius norm so the
+        # kernel starts at the scale the initializer chose (truncation alone would shrink
+        # it by about sqrt(r / k)).
+        s = s * np.sqrt(np.sum(s**2) / np.sum(s[:r] ** 2))
         root = np.sqrt(s[:r])
         self.factor_in = self._add(
             "eigenvector_factor_in", (self.n_in, r), _constant(u[:, :r] * root), True
@@ -322,7 +361,7 @@ class KroneckerQREigenvectors(_KroneckerBasis, QREigenvectors):
     def build(self):
         r = np.linalg.qr(self._initial_matrix(), mode="r")
         self.basis = self._add_kronecker("eigenvector_basis", self.n_in)
-        self._add_triangular_factor(r)
+        self._add_factor(r)
 
     def matrix(self, dtype):
         factor = _pad(self.triangular_factor(dtype), rows=self.n_in)
@@ -340,14 +379,23 @@ class KroneckerQREigenvectors(_KroneckerBasis, QREigenvectors):
         return rows * (self._apply_flops(self.n_in) + self.k * self.units)
 
 
+class KroneckerFullQREigenvectors(_FullFactor, KroneckerQREigenvectors):
+    """Kronecker-structured Q, whole R trained."""
+
+
 BASES = ("dense", "kronecker")
-_KRONECKER_CLASSES = {"svd": KroneckerSVDEigenvectors, "qr": KroneckerQREigenvectors}
+_KRONECKER_CLASSES = {
+    "svd": KroneckerSVDEigenvectors,
+    "qr": KroneckerQREigenvectors,
+    "qr_full": KroneckerFullQREigenvectors,
+}
 
 _CLASSES = {
     "frozen": FrozenEigenvectors,
     "trainable": TrainableEigenvectors,
     "svd": SVDEigenvectors,
     "qr": QREigenvectors,
+    "qr_full": FullQREigenvectors,
     "lowrank": LowRankEigenvectors,
 }
 

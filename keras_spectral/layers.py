@@ -9,15 +9,33 @@ from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral.validation import check_bool, check_choice, check_positive_int, is_int
 from keras_spectral.weight_sparsity import check_sparsity, magnitude_mask
 
-# Defaults chosen by experiment (see docs/initialization.md): φ of unit scale and small
-# eigenvalues, so that the direct-space kernel starts at a Glorot-like scale while the
-# eigenvalues, which Adam moves by about the learning rate per step, are of the size of
-# ordinary weights.
-DEFAULT_EIGENVECTORS_INITIALIZER = {"class_name": "RandomNormal", "config": {"stddev": 1.0}}
-DEFAULT_EIGENVALUES_INITIALIZER = {
-    "class_name": "RandomUniform",
-    "config": {"minval": -0.02, "maxval": 0.02},
+# Default initializers per eigenvector mode, chosen by experiment (docs/initialization.md).
+# Eigenvalues only (φ fixed): φ of unit scale and small eigenvalues, so the eigenvalues,
+# which Adam moves by about the learning rate per step, are of the size of ordinary
+# weights. φ (or a factor of it) trained: Adam moves each φ entry by about the learning
+# rate, i.e. the kernel by lr · |λ_in − λ_out|; eigenvalues of unit scale make that about
+# lr, as for a Dense kernel, and φ is scaled so the kernel starts at Glorot's variance
+# (Var φ · Var(λ_in − λ_out) = 1.5 · 2 / (fan_in + fan_out) · 2/3).
+_SMALL_EIGENVALUES = {"class_name": "RandomUniform", "config": {"minval": -0.02, "maxval": 0.02}}
+_UNIT_EIGENVALUES = {"class_name": "RandomUniform", "config": {"minval": -1.0, "maxval": 1.0}}
+_UNIT_EIGENVECTORS = {"class_name": "RandomNormal", "config": {"stddev": 1.0}}
+_GLOROT_KERNEL_EIGENVECTORS = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 1.5, "mode": "fan_avg", "distribution": "untruncated_normal"},
 }
+
+
+def default_initializers(eigenvectors):
+    """The default `(eigenvalues, eigenvectors)` initializer configs of a mode."""
+    if eigenvectors == "frozen":
+        return _SMALL_EIGENVALUES, _UNIT_EIGENVECTORS
+    return _UNIT_EIGENVALUES, _GLOROT_KERNEL_EIGENVECTORS
+
+
+def default_basis(eigenvectors):
+    """The default `eigenvector_basis` of a mode: Kronecker-structured bases where the
+    mode has fixed bases (as accurate as dense ones in the grid, and cheaper)."""
+    return "kronecker" if eigenvector_modes.takes_basis(eigenvectors) else "dense"
 
 
 @keras.saving.register_keras_serializable(package="keras_spectral")
@@ -46,15 +64,18 @@ class SpectralDense(keras.layers.Layer):
             `"frozen"` (random, not trained; the default), `"trainable"` (trained in
             full), `"svd"` (`φ = U diag(s) V`, U and V fixed, the `min(n_in, units)`
             scales `s` trained), `"qr"` (`φ = R Q` from the QR factorization of φᵀ,
-            Q fixed with orthonormal rows, triangular R trained) or `"lowrank"`
-            (`φ = A B`, both trained, inner size `eigenvector_rank`).
+            Q fixed with orthonormal rows, triangular R trained: `k·units − k(k−1)/2`
+            parameters, `k = min(n_in, units)`), `"qr_full"` (the same with the whole
+            `k × units` R trained, as in the authors' code) or `"lowrank"` (`φ = A B`,
+            both trained, inner size `eigenvector_rank`).
         eigenvector_rank: Positive integer, inner size of the `"lowrank"` factors, at
             most `min(n_in, units)`. Only for `eigenvectors="lowrank"`.
-        eigenvector_basis: Fixed bases of the `"svd"` and `"qr"` modes: `"dense"` (the
-            exact factors of the initializer's φ; the default) or `"kronecker"` (random
-            Kronecker-structured orthogonal matrices, applied in `n · (a + b)` instead of
-            `n²` multiply-adds for `n = a · b`, so training costs about what Dense costs;
-            the trained factor starts from the initializer's φ).
+        eigenvector_basis: Fixed bases of the `"svd"`, `"qr"` and `"qr_full"` modes:
+            `"kronecker"` (their default: random Kronecker-structured orthogonal
+            matrices, applied in `n · (a + b)` instead of `n²` multiply-adds for
+            `n = a · b`, so training costs about what Dense costs; the trained factor
+            starts from the initializer's φ) or `"dense"` (the exact factors of the
+            initializer's φ).
         eigenvector_seed: Non-negative integer, `"frozen"` mode only: draw φ (uniform, unit
             variance) from the raw bits of NumPy's PCG64 generator seeded with it,
             identically on every platform and backend, and do not save φ (a saved eigenvalues-only layer then holds
@@ -64,10 +85,14 @@ class SpectralDense(keras.layers.Layer):
             pass (the weight-percentile rule of Chicchi et al., 2021).
         train_eigenvalues_in: Whether `eigenvalues_in` is trained.
         train_eigenvalues_out: Whether `eigenvalues_out` is trained.
-        eigenvalues_in_initializer: Initializer for `eigenvalues_in`.
-        eigenvalues_out_initializer: Initializer for `eigenvalues_out`.
+        eigenvalues_in_initializer, eigenvalues_out_initializer: Initializers for the
+            eigenvalues. `None` (default) takes the mode's default: `U(−0.02, 0.02)` with
+            φ frozen, `U(−1, 1)` where φ trains (see `default_initializers`).
         eigenvectors_initializer: Initializer for φᵀ (shape `(n_in, units)`); the
-            decomposed modes factor the matrix it draws.
+            decomposed modes factor the matrix it draws. `None` (default): `N(0, 1)` with
+            φ frozen; where φ trains, `VarianceScaling(1.5, "fan_avg")`, so the kernel
+            starts at Glorot's variance and a training step moves it about as much as a
+            Dense kernel at the same learning rate (docs/initialization.md).
         bias_initializer: Initializer for the bias vector.
         eigenvalues_in_regularizer, eigenvalues_out_regularizer,
         eigenvectors_regularizer, bias_regularizer: Regularizers for each group
@@ -101,14 +126,14 @@ class SpectralDense(keras.layers.Layer):
         use_bias=True,
         eigenvectors="frozen",
         eigenvector_rank=None,
-        eigenvector_basis="dense",
+        eigenvector_basis=None,
         eigenvector_seed=None,
         kernel_sparsity=None,
         train_eigenvalues_in=True,
         train_eigenvalues_out=True,
-        eigenvalues_in_initializer=DEFAULT_EIGENVALUES_INITIALIZER,
-        eigenvalues_out_initializer=DEFAULT_EIGENVALUES_INITIALIZER,
-        eigenvectors_initializer=DEFAULT_EIGENVECTORS_INITIALIZER,
+        eigenvalues_in_initializer=None,
+        eigenvalues_out_initializer=None,
+        eigenvectors_initializer=None,
         bias_initializer="zeros",
         eigenvalues_in_regularizer=None,
         eigenvalues_out_regularizer=None,
@@ -136,6 +161,8 @@ class SpectralDense(keras.layers.Layer):
                 f"`eigenvector_rank` applies only to eigenvectors='lowrank'. Received: "
                 f"eigenvectors={eigenvectors!r}, eigenvector_rank={eigenvector_rank!r}"
             )
+        if eigenvector_basis is None:
+            eigenvector_basis = default_basis(eigenvectors)
         check_choice("eigenvector_basis", eigenvector_basis, eigenvector_modes.BASES)
         if eigenvector_basis != "dense" and not eigenvector_modes.takes_basis(eigenvectors):
             raise ValueError(
@@ -168,9 +195,16 @@ class SpectralDense(keras.layers.Layer):
         self.kernel_sparsity = kernel_sparsity
         self.train_eigenvalues_in = train_eigenvalues_in
         self.train_eigenvalues_out = train_eigenvalues_out
-        self.eigenvalues_in_initializer = initializers.get(eigenvalues_in_initializer)
-        self.eigenvalues_out_initializer = initializers.get(eigenvalues_out_initializer)
-        self.eigenvectors_initializer = initializers.get(eigenvectors_initializer)
+        default_eigenvalues, default_eigenvectors = default_initializers(eigenvectors)
+        self.eigenvalues_in_initializer = initializers.get(
+            default_eigenvalues if eigenvalues_in_initializer is None else eigenvalues_in_initializer
+        )
+        self.eigenvalues_out_initializer = initializers.get(
+            default_eigenvalues if eigenvalues_out_initializer is None else eigenvalues_out_initializer
+        )
+        self.eigenvectors_initializer = initializers.get(
+            default_eigenvectors if eigenvectors_initializer is None else eigenvectors_initializer
+        )
         self.bias_initializer = initializers.get(bias_initializer)
         self.eigenvalues_in_regularizer = regularizers.get(eigenvalues_in_regularizer)
         self.eigenvalues_out_regularizer = regularizers.get(eigenvalues_out_regularizer)
@@ -254,6 +288,7 @@ class SpectralDense(keras.layers.Layer):
     @property
     def input_dim(self):
         """Number of input nodes `n_in` (after `build`)."""
+        self._check_built("input_dim")
         return self.eigenvalues_in.shape[0]
 
     @property
@@ -299,8 +334,9 @@ class SpectralDense(keras.layers.Layer):
     def call(self, inputs):
         dtype = self.compute_dtype
         mask_in, mask_out = self._masks(dtype)
-        # Masks act on the (cheap) input and output vectors, not on the kernel.
-        inputs = inputs * mask_in
+        # Integer inputs (raw pixels) are cast, as Dense does; masks act on the (cheap)
+        # input and output vectors, not on the kernel.
+        inputs = ops.cast(inputs, dtype) * mask_in
         lam_in = ops.cast(self.eigenvalues_in, dtype)
         lam_out = ops.cast(self.eigenvalues_out, dtype)
         if self.kernel_sparsity:
@@ -338,9 +374,20 @@ class SpectralDense(keras.layers.Layer):
                 "(same `eigenvectors`, `eigenvector_rank`, `eigenvector_basis` and "
                 "`eigenvector_seed`)."
             )
-        super().load_own_variables(store)
         if self.eigenvector_seed is not None:
-            self._eigenvectors.check()
+            # Check before assigning anything, so a refusing layer is left unchanged.
+            index = next(i for i, v in enumerate(variables) if v is self._eigenvectors.fingerprint)
+            self._eigenvectors.check(store[str(index)])
+        super().load_own_variables(store)
+
+    def set_weights(self, weights):
+        """Set the layer's weights from a list of arrays (as `keras.layers.Layer`), after
+        checking a seeded layer's eigenvector fingerprint, so that a refused list leaves
+        the layer unchanged. A model's `set_weights` is checked too, layer by layer."""
+        if self.eigenvector_seed is not None and len(weights) == len(self.weights):
+            index = next(i for i, v in enumerate(self.weights) if v is self._eigenvectors.fingerprint)
+            self._eigenvectors.check(weights[index])
+        super().set_weights(weights)
 
     def compute_output_shape(self, input_shape):
         output_shape = list(input_shape)

@@ -21,6 +21,8 @@ Removing a node sets its mask to 0 and its eigenvalue to 0: in the producer when
 consumer (its row vanishes). Removed nodes stay removed.
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -37,6 +39,10 @@ from keras_spectral.validation import (
 
 SCORES = ("in", "out", "sum", "product")
 SCOPES = ("layer", "global")
+
+
+class NonFiniteScoresError(ValueError):
+    """Raised when nodes would be ranked by NaN or infinite eigenvalues (a diverged run)."""
 
 
 def _values(variable):
@@ -88,6 +94,21 @@ class _HiddenLayer:
         if score == "out":
             return lam_out
         return lam_out + lam_in if score == "sum" else lam_out * lam_in
+
+    def finite_scores(self, score):
+        """`scores(score)`, checked: a NaN or infinite score of a node still present
+        raises `NonFiniteScoresError` naming the layers (removed nodes do not count)."""
+        values = self.scores(score)
+        bad = ~np.isfinite(values) & self.active()
+        if bad.any():
+            raise NonFiniteScoresError(
+                f"Hidden layer '{self.name}' has {int(bad.sum())} node(s) with non-finite "
+                f"eigenvalues (NaN or inf; read from '{self.producer.name}' and/or "
+                f"'{self.consumer.name}' with score={score!r}), so its nodes cannot be ranked; "
+                "nothing was pruned. The training has probably diverged: lower the learning "
+                "rate, or stop such runs with keras.callbacks.TerminateOnNaN."
+            )
+        return values
 
     def remove(self, nodes):
         """Mask the given node indices (and zero their eigenvalue)."""
@@ -160,8 +181,10 @@ def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"
         check_non_negative("threshold", threshold)
     layers = prunable_layers(model, score)
     alive = [h.active() for h in layers]
-    # Removed nodes rank below everything, so they stay removed.
-    scores = [np.where(a, h.scores(score), -np.inf) for h, a in zip(layers, alive)]
+    # Checked first for every layer, so non-finite eigenvalues change nothing; removed
+    # nodes rank below everything, so they stay removed.
+    checked = [h.finite_scores(score) for h in layers]
+    scores = [np.where(a, s, -np.inf) for s, a in zip(checked, alive)]
 
     if threshold is not None:
         plan = [np.flatnonzero(a & (s < threshold)) for a, s in zip(alive, scores)]
@@ -230,8 +253,16 @@ class EigenvaluePruning(keras.callbacks.Callback):
             applied every `frequency` steps from `begin_step` to `end_step`.
         score: Node score, one of `SCORES` (see the module docstring).
         scope: `"layer"` (each hidden layer reaches the sparsity) or `"global"`.
-        frequency, begin_step, end_step: Timing, with `threshold` only.
+        frequency, begin_step, end_step: Timing, with `threshold` only (defaults 100, 0
+            and -1: every 100 steps from the start, without end); a schedule carries its
+            own timing.
         verbose: 1 prints the sparsity after each pruning step.
+
+    Steps are optimizer steps, also with `compile(..., steps_per_execution=k)`: the
+    callback then runs once per k steps and prunes at the first chance after a scheduled
+    step, to the schedule's sparsity at that step. If an eigenvalue becomes NaN or infinite
+    (a diverging run), pruning stops for the rest of the run with a warning, and no mask is
+    set from such scores; `keras.callbacks.TerminateOnNaN` ends such a run.
 
     Example:
 
@@ -245,9 +276,9 @@ class EigenvaluePruning(keras.callbacks.Callback):
         threshold=None,
         score="sum",
         scope="layer",
-        frequency=100,
-        begin_step=0,
-        end_step=-1,
+        frequency=None,
+        begin_step=None,
+        end_step=None,
         verbose=0,
     ):
         super().__init__()
@@ -259,38 +290,66 @@ class EigenvaluePruning(keras.callbacks.Callback):
                 "Received an invalid value for `schedule`, expected a keras_spectral "
                 f"PruningSchedule such as ConstantSparsity. Received: schedule={schedule!r}"
             )
+        timing = dict(frequency=frequency, begin_step=begin_step, end_step=end_step)
+        given = {name: value for name, value in timing.items() if value is not None}
+        if schedule is not None and given:
+            raise ValueError(
+                f"{', '.join(f'`{name}`' for name in given)} apply only with `threshold=`; a "
+                "schedule carries its own timing (pass them to the schedule instead). "
+                f"Received: schedule={schedule!r}, "
+                + ", ".join(f"{name}={value!r}" for name, value in given.items())
+            )
         if threshold is not None:
             check_non_negative("threshold", threshold)
         self.schedule = schedule
         self.threshold = threshold
-        self.timing = schedule or PruningSchedule(begin_step, end_step, frequency)
+        self.timing = schedule or PruningSchedule(
+            0 if begin_step is None else begin_step,
+            -1 if end_step is None else end_step,
+            100 if frequency is None else frequency,
+        )
         self.score = score
         self.scope = scope
         self.verbose = verbose
         self._step = None
+        self.stopped_reason = None
 
     def on_train_begin(self, logs=None):
         prunable_layers(self.model, self.score)  # fail early on an unsupported model
         self._step = None
+        self.stopped_reason = None
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._step is None:  # read once per fit: after BackupAndRestore has restored it
             _sync_jax_state(self.model)
             self._step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+            self._checked = self._step
+        self._begin = batch
         step = self._step
-        self._step += 1
-        if not self.timing.should_prune(step):
+        # Once per execution of `steps_per_execution` steps: prune if any scheduled
+        # pruning step came since the last check.
+        due = any(self.timing.should_prune(s) for s in range(self._checked, step + 1))
+        self._checked = step + 1
+        if not due or self.stopped_reason is not None:
             return
         _sync_jax_state(self.model)
-        if self.threshold is not None:
-            sparsity = prune_nodes(self.model, threshold=self.threshold, score=self.score)
-        else:
-            sparsity = prune_nodes(
-                self.model, fraction=self.schedule.sparsity_at(step), score=self.score, scope=self.scope
-            )
+        try:
+            if self.threshold is not None:
+                sparsity = prune_nodes(self.model, threshold=self.threshold, score=self.score)
+            else:
+                sparsity = prune_nodes(
+                    self.model, fraction=self.schedule.sparsity_at(step), score=self.score, scope=self.scope
+                )
+        except NonFiniteScoresError as error:
+            self.stopped_reason = f"EigenvaluePruning stopped at step {step}: {error}"
+            warnings.warn(self.stopped_reason, RuntimeWarning, stacklevel=2)
+            return
         if self.verbose:
             report = ", ".join(f"{name}: {value:.3f}" for name, value in sparsity.items())
             print(f"\nEigenvaluePruning step {step}: node sparsity {report}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += batch - self._begin + 1  # the optimizer steps this execution took
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

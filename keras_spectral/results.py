@@ -2,14 +2,45 @@
 
 Each write replaces the whole file atomically (temporary file + `os.replace`), so an
 interrupted run never leaves a torn file; a rerun skips the cells already recorded. Writes
-hold an exclusive lock on `<path>.lock`, so several processes can share one file.
+hold an exclusive lock on `<path>.lock`, so several processes can share one file. Keys are
+stored as JSON: tuples become lists and NumPy scalars plain numbers, and lookups compare
+keys in that stored form. A torn final line (a file written by other means and cut short)
+is reported and skipped, and dropped by the next append; a bad line elsewhere is an error
+naming the file and line.
 """
 
 import contextlib
 import fcntl
 import json
+import numbers
 import os
 import tempfile
+import warnings
+
+
+def _plain(value):
+    """JSON's encoder hook: NumPy scalars and arrays as plain numbers and lists."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _dumps(obj, what):
+    try:
+        return json.dumps(obj, sort_keys=True, default=_plain, allow_nan=True)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"Received an invalid {what} for a results file ({error}). Received: {obj!r}") from error
+
+
+def _stored(key):
+    """A key as it reads back from the file (tuples as lists, NumPy scalars as numbers)."""
+    if not isinstance(key, dict):
+        raise TypeError(f"Received an invalid value for `key`, expected a dict. Received: key={key!r}")
+    return json.loads(_dumps(key, "key"))
 
 
 class ResultsFile:
@@ -30,7 +61,25 @@ class ResultsFile:
         if not os.path.exists(self.path):
             return []
         with open(self.path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            lines = f.read().split("\n")
+        numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
+        records = []
+        for position, (number, line) in enumerate(numbered):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                if position == len(numbered) - 1:
+                    warnings.warn(
+                        f"{self.path}, line {number}: torn final record skipped ({error}); "
+                        "the cell will be run again and the line replaced on the next append.",
+                        stacklevel=2,
+                    )
+                    break
+                raise ValueError(
+                    f"{self.path}, line {number}: not a JSON record ({error}). Fix or remove "
+                    "that line; the other records are intact."
+                ) from error
+        return records
 
     @staticmethod
     def _same(record, key):
@@ -40,6 +89,7 @@ class ResultsFile:
 
     def get(self, key):
         """The recorded cell with exactly this key, or None."""
+        key = _stored(key)
         return next((r for r in self.records() if self._same(r, key)), None)
 
     def has(self, key):
@@ -48,7 +98,7 @@ class ResultsFile:
     def missing(self, keys):
         """The keys, in order, that have no recorded cell (one read of the file)."""
         recorded = self.records()
-        return [key for key in keys if not any(self._same(r, key) for r in recorded)]
+        return [key for key in keys if not any(self._same(r, _stored(key)) for r in recorded)]
 
     @contextlib.contextmanager
     def _locked(self):
@@ -67,8 +117,9 @@ class ResultsFile:
             self._rewrite(key, values, folder)
 
     def _rewrite(self, key, values, folder):
+        new = _dumps({"key": _stored(key), **values}, "record")
         lines = [json.dumps(r, sort_keys=True) for r in self.records()]
-        lines.append(json.dumps({"key": key, **values}, sort_keys=True))
+        lines.append(new)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".partial")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

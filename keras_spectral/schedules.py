@@ -8,7 +8,7 @@ a schedule maps a training step (the optimizer's iteration count) to
 
 import keras
 
-from keras_spectral.validation import check_fraction
+from keras_spectral.validation import check_fraction, check_positive
 
 
 def _check_step(name, value, allow_minus_one=False):
@@ -111,10 +111,7 @@ class PolynomialDecay(PruningSchedule):
                 "`final_sparsity` must be at least `initial_sparsity`. Received: "
                 f"initial_sparsity={initial_sparsity}, final_sparsity={final_sparsity}"
             )
-        if not isinstance(power, (int, float)) or power <= 0:
-            raise ValueError(
-                f"Received an invalid value for `power`, expected a positive number. Received: power={power!r}"
-            )
+        check_positive("power", power)
         self.initial_sparsity = float(initial_sparsity)
         self.final_sparsity = float(final_sparsity)
         self.power = power

@@ -21,8 +21,15 @@ def layer_chain(model):
         raise ValueError(f"Model '{model.name}' is not built; call it on data or build it first.")
     if isinstance(model, keras.Sequential):
         layers = list(model.layers)
-    else:
+    elif _is_functional(model):
         layers = _functional_chain(model)
+    else:
+        raise ValueError(
+            f"Model '{model.name}' ({type(model).__name__}) is a subclassed model, which is "
+            "not supported here: expected a keras.Sequential or a functional keras.Model "
+            "(built with keras.Model(inputs, outputs)) forming a chain of SpectralDense, "
+            "Dense and Dropout layers."
+        )
     for layer in layers:
         if not isinstance(layer, FULLY_CONNECTED + PASS_THROUGH):
             raise ValueError(
@@ -32,6 +39,15 @@ def layer_chain(model):
     if not any(isinstance(layer, SpectralDense) for layer in layers):
         raise ValueError(f"Model '{model.name}' has no SpectralDense layer.")
     return layers
+
+
+def _is_functional(model):
+    """Whether `model` is a functional model (its graph of layers can be read)."""
+    try:
+        from keras.src.models.functional import Functional
+    except ImportError:  # pragma: no cover - a Keras without this private path
+        return hasattr(model, "_operations") and hasattr(model, "_inputs_struct")
+    return isinstance(model, Functional)
 
 
 def _functional_chain(model):

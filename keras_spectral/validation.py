@@ -1,8 +1,17 @@
 """Argument checks shared by the package, with errors in Keras' voice."""
 
 
+import math
+import numbers
+
+
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite real number (NumPy scalars included; bool, NaN and inf excluded)."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 def is_int(value):
@@ -37,7 +46,15 @@ def check_fraction(name, value):
 def check_non_negative(name, value):
     if not (_is_number(value) and value >= 0):
         raise ValueError(
-            f"Received an invalid value for `{name}`, expected a non-negative number. "
+            f"Received an invalid value for `{name}`, expected a finite non-negative number. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def check_positive(name, value):
+    if not (_is_number(value) and value > 0):
+        raise ValueError(
+            f"Received an invalid value for `{name}`, expected a finite positive number. "
             f"Received: {name}={value!r}"
         )
 

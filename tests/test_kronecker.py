@@ -80,7 +80,7 @@ def test_both_evaluation_orders_agree_and_cost_less_than_dense_bases(mode):
     np.testing.assert_allclose(numpy(holder.project(x, "float32")), x @ numpy(holder.matrix("float32")), rtol=1e-4, atol=1e-4)
     big = SpectralDense(500, eigenvectors=mode, eigenvector_basis="kronecker")
     big.build((None, 784))
-    dense_bases = SpectralDense(500, eigenvectors=mode)
+    dense_bases = SpectralDense(500, eigenvectors=mode, eigenvector_basis="dense")
     dense_bases.build((None, 784))
     assert big._eigenvectors.build_flops() < dense_bases._eigenvectors.build_flops() / 4
     assert big._eigenvectors.project_flops(200) < dense_bases._eigenvectors.project_flops(200)
@@ -88,7 +88,7 @@ def test_both_evaluation_orders_agree_and_cost_less_than_dense_bases(mode):
 
 def test_saved_file_is_small_and_round_trips(tmp_path):
     model = keras.Sequential([keras.Input((36,)), SpectralDense(50, eigenvectors="svd", eigenvector_basis="kronecker"), SpectralDense(3)])
-    dense_bases = SpectralDense(50, eigenvectors="svd")
+    dense_bases = SpectralDense(50, eigenvectors="svd", eigenvector_basis="dense")
     dense_bases.build((None, 36))
 
     def stored(layer):

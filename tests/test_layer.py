@@ -18,8 +18,10 @@ MODES = {
     "svd": dict(eigenvectors="svd"),
     "qr": dict(eigenvectors="qr"),
     "lowrank": dict(eigenvectors="lowrank", eigenvector_rank=2),
-    "svd-kronecker": dict(eigenvectors="svd", eigenvector_basis="kronecker"),
-    "qr-kronecker": dict(eigenvectors="qr", eigenvector_basis="kronecker"),
+    "qr_full": dict(eigenvectors="qr_full"),
+    "svd-dense": dict(eigenvectors="svd", eigenvector_basis="dense"),
+    "qr-dense": dict(eigenvectors="qr", eigenvector_basis="dense"),
+    "qr_full-dense": dict(eigenvectors="qr_full", eigenvector_basis="dense"),
 }
 EACH_MODE = pytest.mark.parametrize("options", list(MODES.values()), ids=list(MODES))
 
@@ -49,6 +51,7 @@ def expected_trainable_count(options, n_in, units, use_bias=True):
         "trainable": n_in * units,
         "svd": k,
         "qr": k * units - k * (k - 1) // 2,
+        "qr_full": k * units,
         "lowrank": (rank or 0) * (n_in + units),
     }[mode]
     return n_in + units + eigen + (units if use_bias else 0)
@@ -84,13 +87,13 @@ def test_kernel_is_the_off_diagonal_block_of_the_operator(options, n_in, units):
 
 
 def test_svd_and_qr_factors_have_the_documented_structure():
-    svd = SpectralDense(4, eigenvectors="svd")
+    svd = SpectralDense(4, eigenvectors="svd", eigenvector_basis="dense")
     svd.build((None, 6))
     u = numpy(svd._eigenvectors.basis_in)
     vt = numpy(svd._eigenvectors.basis_out)
     np.testing.assert_allclose(u.T @ u, np.eye(4), atol=1e-5)
     np.testing.assert_allclose(vt @ vt.T, np.eye(4), atol=1e-5)
-    qr = SpectralDense(4, eigenvectors="qr")
+    qr = SpectralDense(4, eigenvectors="qr", eigenvector_basis="dense")
     qr.build((None, 6))
     q = numpy(qr._eigenvectors.basis)
     r = numpy(qr._eigenvectors.triangular_factor("float32"))
@@ -100,8 +103,8 @@ def test_svd_and_qr_factors_have_the_documented_structure():
     init = keras.initializers.RandomNormal(seed=7)
     frozen = SpectralDense(4, eigenvectors_initializer=init)
     frozen.build((None, 6))
-    for mode in ("svd", "qr"):
-        layer = SpectralDense(4, eigenvectors=mode, eigenvectors_initializer=init)
+    for mode in ("svd", "qr", "qr_full"):
+        layer = SpectralDense(4, eigenvectors=mode, eigenvector_basis="dense", eigenvectors_initializer=init)
         layer.build((None, 6))
         np.testing.assert_allclose(
             numpy(layer.eigenvectors), numpy(frozen.eigenvectors), rtol=1e-4, atol=1e-4

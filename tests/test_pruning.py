@@ -229,7 +229,7 @@ def test_interrupted_fit_resumes_with_the_same_masks(tmp_path):
         model = spectral_mlp()
         model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
         schedule = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=30, frequency=2)
-        callbacks = [keras.callbacks.BackupAndRestore(backup)] + extra + [EigenvaluePruning(schedule)]
+        callbacks = [keras.callbacks.BackupAndRestore(backup, save_freq="epoch")] + extra + [EigenvaluePruning(schedule)]
         model.fit(x, y, batch_size=16, epochs=10, callbacks=callbacks, verbose=0, shuffle=False)
         return model
 

@@ -62,3 +62,18 @@ def test_trained_model_collapses_to_dense_layers_with_the_same_predictions(mnist
     x = mnist[1][0][:500]
     dense = keras.Sequential([keras.Input((784,))] + [layer.to_dense() for layer in model.layers])
     np.testing.assert_allclose(dense.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def dense(mnist):
+    return train("dense", mnist)
+
+
+@pytest.mark.parametrize("method,tolerance", [("spectral_trainable", 0.005), ("spectral_qr_full", 0.005), ("spectral_qr", 0.012)])
+def test_swapping_dense_for_a_trained_eigenvector_layer_needs_no_new_learning_rate(mnist, dense, method, tolerance):
+    """The package's defaults for trained φ: at Dense's own setting (Adam 1e-3, 3 epochs)
+    a trainable φ or a whole QR factor lands within half a point of Dense on the test set.
+    The triangular QR factor has half the freedom (output node j sees only j + 1 basis
+    directions) and measured 0.7 point below Dense here (97.2 vs 97.9 %, JAX, seed 0)."""
+    _, accuracy = train(method, mnist)
+    assert accuracy >= dense[1] - tolerance, (method, accuracy, dense[1])
