@@ -51,13 +51,15 @@ GRID_WIDTHS = (50, 100, 200, 300, 500)
 GRID_METHODS = ("dense", "spectral_one_set", "spectral_two_sets", "spectral_svd", "spectral_qr", "spectral_trainable")
 GRID_SEEDS = 3
 GRID_SIZE = len(GRID_DATASETS) * len(GRID_WIDTHS) * len(GRID_METHODS) * GRID_SEEDS
-# Methods whose definition changed after the first grid (2026-11-28: initializers of
-# trained eigenvectors, Kronecker bases by default, the whole-R QR, rank-10 φ): their
-# records carry `revision`, so the first grid's records stay apart and are not reused.
+# Methods whose definition changed after the first grid: their records carry `revision`,
+# so older records stay apart and are not reused. Revision 2 (2026-11-28): initializers
+# of trained eigenvectors, Kronecker bases by default, the whole-R QR, rank-10 φ.
+# Revision 3 of `spectral_svd` (same day): back to the eigenvalues-only initializers
+# (revision 2 gave it the trained-φ ones), Kronecker bases.
 REVISIONS = {
-    method: 2
-    for method in ("spectral_svd", "spectral_qr", "spectral_qr_full", "spectral_trainable",
-                   "spectral_lowrank", "spectral_svd_kronecker", "spectral_qr_kronecker")
+    "spectral_svd": 3,
+    **{method: 2 for method in ("spectral_qr", "spectral_qr_full", "spectral_trainable",
+                                "spectral_lowrank", "spectral_qr_kronecker")},
 }
 REVISED_METHODS = ("spectral_svd", "spectral_qr", "spectral_qr_full", "spectral_trainable", "spectral_lowrank")
 

@@ -176,9 +176,12 @@ def relabel_revisions(rows, descriptions, revisions):
     for record in rows:
         key = record["key"]
         method = key["method"]
-        if method in revisions and key.get("revision") != revisions[method]:
-            old = f"{method}@first"
-            labels.setdefault(old, descriptions.get(method, method) + " [first grid: previous defaults]")
+        revision = key.get("revision")
+        if method in revisions and revision != revisions[method]:
+            old = f"{method}@{revision or 'first'}"
+            note = (" [first grid: previous defaults]" if revision is None
+                    else f" [revision {revision}, superseded: see docs/benchmarks.md]")
+            labels.setdefault(old, descriptions.get(method, method) + note)
             record = dict(record, key=dict(key, method=old))
         out.append(record)
     ordered = {m: labels[m] for m in descriptions}
@@ -191,6 +194,7 @@ def first_grid(rows, grid_methods, revisions):
     def first(method):
         base = method.removesuffix("@first")
         return base in grid_methods and (method.endswith("@first") or base not in revisions)
+
 
     return [r for r in rows if first(r["key"]["method"])]
 

@@ -5,6 +5,7 @@ from keras_spectral.compaction import compact
 from keras_spectral.export import collapse
 from keras_spectral.layers import SpectralDense
 from keras_spectral.pruning import EigenvaluePruning, node_scores, node_sparsity, prune_nodes
+from keras_spectral.relevance import input_relevance, kept_inputs, rank_inputs, remove_inputs
 from keras_spectral.schedules import ConstantSparsity, PolynomialDecay
 
 __version__ = "0.1.0"
@@ -18,6 +19,10 @@ __all__ = [
     "node_scores",
     "node_sparsity",
     "compact",
+    "input_relevance",
+    "rank_inputs",
+    "remove_inputs",
+    "kept_inputs",
     "collapse",
     "__version__",
 ]

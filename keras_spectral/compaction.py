@@ -8,6 +8,7 @@ from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral import topology
 from keras_spectral.layers import SpectralDense
 from keras_spectral.pruning import hidden_layers
+from keras_spectral.validation import check_bool
 
 
 def _numpy(x):
@@ -81,7 +82,7 @@ def _compact_dense(layer, keep_in, keep_out, bias):
     return new
 
 
-def compact(model, eigenvectors=None):
+def compact(model, eigenvectors=None, drop_inputs=False):
     """A smaller model without the removed hidden nodes, with the same outputs.
 
     Nodes removed by `keras_spectral.pruning` (or by setting masks) disappear: layers get
@@ -96,6 +97,11 @@ def compact(model, eigenvectors=None):
         eigenvectors: Eigenvector mode for the compacted SpectralDense layers (for example
             `"trainable"` to retrain the small network in full); `None` keeps each
             layer's mode. Decomposed modes are refactored exactly from the kept block of φ.
+        drop_inputs: If True, input features removed from the first layer (its
+            `eigenvalues_in_mask`, e.g. by `keras_spectral.relevance.remove_inputs`) are
+            dropped too: the compact model takes only the kept features, in the order
+            of `keras_spectral.relevance.kept_inputs(model)` (slice your data with it).
+            Its outputs on `x[:, kept]` equal the masked model's on `x`.
 
     Returns:
         A new `keras.Sequential` model; the input model is not modified.
@@ -110,6 +116,7 @@ def compact(model, eigenvectors=None):
             "Received an invalid value for `eigenvectors`, expected None or one of "
             f"{eigenvector_modes.MODES}. Received: eigenvectors={eigenvectors!r}"
         )
+    check_bool("drop_inputs", drop_inputs)
     layers = topology.layer_chain(model)
     dense = [layer for layer in layers if isinstance(layer, topology.FULLY_CONNECTED)]
     for layer in dense:
@@ -129,6 +136,16 @@ def compact(model, eigenvectors=None):
     # Nodes kept at the input and output of every fully connected layer, and bias
     # corrections from nodes that output a constant.
     keep = [np.arange(n_in)]
+    if drop_inputs:
+        first = dense[0]
+        if not isinstance(first, SpectralDense):
+            raise ValueError(
+                f"drop_inputs=True needs a SpectralDense first layer (its input mask says which "
+                f"features are kept); '{first.name}' is a {type(first).__name__}."
+            )
+        keep = [np.flatnonzero(_numpy(first.eigenvalues_in_mask) != 0)]
+        if not len(keep[0]):
+            raise ValueError(f"Layer '{first.name}' has no input features left; nothing to compact.")
     folded = [np.zeros(layer.units) for layer in dense]
     for i, hidden in enumerate(hidden_layers(model)):
         alive = hidden.active()
@@ -163,4 +180,4 @@ def compact(model, eigenvectors=None):
         else:
             new_layers.append(_compact_dense(layer, keep_in, keep_out, bias))
         index += 1
-    return keras.Sequential([keras.Input((n_in,))] + new_layers, name=f"{model.name}_compact")
+    return keras.Sequential([keras.Input((len(keep[0]),))] + new_layers, name=f"{model.name}_compact")

@@ -234,6 +234,12 @@ class QREigenvectors(_Eigenvectors):
         h = ops.matmul(x, _cast(self.basis, dtype))
         return ops.matmul(h, self.triangular_factor(dtype))
 
+    def build_flops(self):
+        return self.n_in * self.k * self.units
+
+    def project_flops(self, rows):
+        return rows * self.k * (self.n_in + self.units)
+
 
 class _FullFactor:
     """Mixin: R trained whole, `(k, units)`, as in the authors' code (Chicchi et al. 2021):
@@ -249,12 +255,6 @@ class _FullFactor:
 
 class FullQREigenvectors(_FullFactor, QREigenvectors):
     """φᵀ = Q R with Q fixed (orthonormal columns) and the whole `(k, units)` R trained."""
-
-    def build_flops(self):
-        return self.n_in * self.k * self.units
-
-    def project_flops(self, rows):
-        return rows * self.k * (self.n_in + self.units)
 
 
 class LowRankEigenvectors(_Eigenvectors):

@@ -10,7 +10,7 @@ from keras_spectral.validation import check_bool, check_choice, check_positive_i
 from keras_spectral.weight_sparsity import check_sparsity, magnitude_mask
 
 # Default initializers per eigenvector mode, chosen by experiment (docs/initialization.md).
-# Eigenvalues only (φ fixed): φ of unit scale and small eigenvalues, so the eigenvalues,
+# Eigenvalues carry training (φ fixed, or `svd`): φ of unit scale and small eigenvalues, so the eigenvalues,
 # which Adam moves by about the learning rate per step, are of the size of ordinary
 # weights. φ (or a factor of it) trained: Adam moves each φ entry by about the learning
 # rate, i.e. the kernel by lr · |λ_in − λ_out|; eigenvalues of unit scale make that about
@@ -25,9 +25,14 @@ _GLOROT_KERNEL_EIGENVECTORS = {
 }
 
 
+# Modes in which the eigenvalues carry training: φ frozen, or only its k singular values
+# trained (`svd`; at Adam 1e-3 the unit-scale eigenvalues learn too slowly there).
+_EIGENVALUES_CARRY_TRAINING = ("frozen", "svd")
+
+
 def default_initializers(eigenvectors):
     """The default `(eigenvalues, eigenvectors)` initializer configs of a mode."""
-    if eigenvectors == "frozen":
+    if eigenvectors in _EIGENVALUES_CARRY_TRAINING:
         return _SMALL_EIGENVALUES, _UNIT_EIGENVECTORS
     return _UNIT_EIGENVALUES, _GLOROT_KERNEL_EIGENVECTORS
 
@@ -87,10 +92,11 @@ class SpectralDense(keras.layers.Layer):
         train_eigenvalues_out: Whether `eigenvalues_out` is trained.
         eigenvalues_in_initializer, eigenvalues_out_initializer: Initializers for the
             eigenvalues. `None` (default) takes the mode's default: `U(−0.02, 0.02)` with
-            φ frozen, `U(−1, 1)` where φ trains (see `default_initializers`).
+            φ frozen or `"svd"`, `U(−1, 1)` where φ or a factor of it trains (see
+            `default_initializers`).
         eigenvectors_initializer: Initializer for φᵀ (shape `(n_in, units)`); the
             decomposed modes factor the matrix it draws. `None` (default): `N(0, 1)` with
-            φ frozen; where φ trains, `VarianceScaling(1.5, "fan_avg")`, so the kernel
+            φ frozen or `"svd"`; where φ or a factor of it trains, `VarianceScaling(1.5, "fan_avg")`, so the kernel
             starts at Glorot's variance and a training step moves it about as much as a
             Dense kernel at the same learning rate (docs/initialization.md).
         bias_initializer: Initializer for the bias vector.
@@ -166,7 +172,7 @@ class SpectralDense(keras.layers.Layer):
         check_choice("eigenvector_basis", eigenvector_basis, eigenvector_modes.BASES)
         if eigenvector_basis != "dense" and not eigenvector_modes.takes_basis(eigenvectors):
             raise ValueError(
-                "`eigenvector_basis` applies only to eigenvectors='svd' or 'qr'. Received: "
+                "`eigenvector_basis` applies only to eigenvectors='svd', 'qr' or 'qr_full'. Received: "
                 f"eigenvectors={eigenvectors!r}, eigenvector_basis={eigenvector_basis!r}"
             )
         if eigenvector_seed is not None:

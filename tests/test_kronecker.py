@@ -125,7 +125,7 @@ def test_compaction_keeps_outputs_and_uses_dense_bases():
     "kwargs,match",
     [
         (dict(eigenvectors="svd", eigenvector_basis="hadamard"), r"`eigenvector_basis`, expected one of"),
-        (dict(eigenvector_basis="kronecker"), r"applies only to eigenvectors='svd' or 'qr'.*eigenvectors='frozen'"),
+        (dict(eigenvector_basis="kronecker"), r"applies only to eigenvectors='svd', 'qr' or 'qr_full'.*eigenvectors='frozen'"),
         (dict(eigenvectors="lowrank", eigenvector_rank=2, eigenvector_basis="kronecker"), "eigenvector_basis='kronecker'"),
     ],
 )
