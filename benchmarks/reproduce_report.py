@@ -195,7 +195,6 @@ def first_grid(rows, grid_methods, revisions):
         base = method.removesuffix("@first")
         return base in grid_methods and (method.endswith("@first") or base not in revisions)
 
-
     return [r for r in rows if first(r["key"]["method"])]
 
 

@@ -380,20 +380,24 @@ class SpectralDense(keras.layers.Layer):
                 "(same `eigenvectors`, `eigenvector_rank`, `eigenvector_basis` and "
                 "`eigenvector_seed`)."
             )
-        if self.eigenvector_seed is not None:
-            # Check before assigning anything, so a refusing layer is left unchanged.
-            index = next(i for i, v in enumerate(variables) if v is self._eigenvectors.fingerprint)
-            self._eigenvectors.check(store[str(index)])
+        # Check before assigning anything, so a refusing layer is left unchanged.
+        self._check_fingerprint(variables, lambda i: store[str(i)])
         super().load_own_variables(store)
 
     def set_weights(self, weights):
         """Set the layer's weights from a list of arrays (as `keras.layers.Layer`), after
         checking a seeded layer's eigenvector fingerprint, so that a refused list leaves
         the layer unchanged. A model's `set_weights` is checked too, layer by layer."""
-        if self.eigenvector_seed is not None and len(weights) == len(self.weights):
-            index = next(i for i, v in enumerate(self.weights) if v is self._eigenvectors.fingerprint)
-            self._eigenvectors.check(weights[index])
+        if len(weights) == len(self.weights):
+            self._check_fingerprint(self.weights, lambda i: weights[i])
         super().set_weights(weights)
+
+    def _check_fingerprint(self, variables, value_at):
+        """A seeded layer: raise if the value about to go into its fingerprint variable
+        (at the same position in `variables`) was made with another φ."""
+        if self.eigenvector_seed is not None:
+            index = next(i for i, v in enumerate(variables) if v is self._eigenvectors.fingerprint)
+            self._eigenvectors.check(value_at(index))
 
     def compute_output_shape(self, input_shape):
         output_shape = list(input_shape)
