@@ -30,10 +30,7 @@ renders markdown tables and PNG plots from that file alone.
 
 import argparse
 import os
-import platform
 import sys
-import time
-from datetime import date
 
 import keras
 import numpy as np
@@ -49,6 +46,8 @@ from keras_spectral.models import build_mlp
 from keras_spectral.pruning import SCORES
 from keras_spectral.results import ResultsFile
 from keras_spectral.weight_sparsity import MagnitudeSparsity
+
+import cells as cells_lib  # benchmarks/cells.py
 
 FRACTIONS = (0.5, 0.7, 0.8, 0.9, 0.95)
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
@@ -144,13 +143,15 @@ NODE_RUNNERS = {
 # --- experiment 2: weight percentile -----------------------------------------------------
 
 
-def run_weights(method, data, sparsity, epochs):
+def run_weights(method, data, sparsity, epochs, hidden=(HIDDEN,), eigenvectors="trainable"):
+    """Train one weight-sparsity cell: `hidden` tanh layers, `method` one of
+    `WEIGHT_METHODS` (the spectral one with `eigenvectors`)."""
     if method == "tfmot":
         (x, _), _ = data
         steps = epochs * int(np.ceil(len(x) / BATCH))
         end_step = max(1, (2 * steps) // 3)
         model, callbacks = tfmot_magnitude_pruned_mlp(
-            784, (HIDDEN,), 10, sparsity, end_step=end_step, activation="tanh",
+            784, tuple(hidden), 10, sparsity, end_step=end_step, activation="tanh",
             frequency=max(1, min(100, end_step // 10)),
         )
         (x, y), (xt, yt) = data
@@ -163,16 +164,13 @@ def run_weights(method, data, sparsity, epochs):
         kernels = [layer.get_weights()[0] for layer in stripped.layers]
         return {"accuracy": acc, "measured_sparsity": weight_sparsity(kernels)}
     if method == "dense_percentile":
-        layers = [
-            keras.layers.Dense(HIDDEN, activation="tanh", kernel_constraint=MagnitudeSparsity(sparsity)),
-            keras.layers.Dense(10, activation="softmax", kernel_constraint=MagnitudeSparsity(sparsity)),
-        ]
+        layers = [keras.layers.Dense(width, activation="tanh", kernel_constraint=MagnitudeSparsity(sparsity))
+                  for width in hidden]
+        layers.append(keras.layers.Dense(10, activation="softmax", kernel_constraint=MagnitudeSparsity(sparsity)))
     else:
-        options = dict(eigenvectors="trainable", kernel_sparsity=sparsity)
-        layers = [
-            SpectralDense(HIDDEN, activation="tanh", **options),
-            SpectralDense(10, activation="softmax", **options),
-        ]
+        options = dict(eigenvectors=eigenvectors, kernel_sparsity=sparsity)
+        layers = [SpectralDense(width, activation="tanh", **options) for width in hidden]
+        layers.append(SpectralDense(10, activation="softmax", **options))
     model = compile_and_fit(keras.Sequential([keras.Input((784,))] + layers), data, epochs)
     kernels = [np.asarray(keras.ops.convert_to_numpy(layer.kernel)) for layer in model.layers]
     return {"accuracy": accuracy(model, data), "measured_sparsity": weight_sparsity(kernels)}
@@ -182,18 +180,7 @@ def run_weights(method, data, sparsity, epochs):
 
 
 def run_cells(cells, results, describe):
-    todo = [(key, fn) for key, fn in cells if not results.has(key)]
-    print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; {len(todo)} to run.", flush=True)
-    for i, (key, fn) in enumerate(todo, 1):
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(key["seed"])
-        start = time.perf_counter()
-        values = fn()
-        values["seconds"] = round(time.perf_counter() - start, 1)
-        values["machine"] = f"{os.cpu_count()} CPU cores, {platform.machine()}, keras {keras.__version__} ({keras.backend.backend()})"
-        values["date"] = date.today().isoformat()
-        results.append(key, values)
-        print(f"[{i}/{len(todo)}] {describe(key)}: {summary(values)} ({values['seconds']} s)", flush=True)
+    cells_lib.run_cells(cells, results, describe, summary)
 
 
 def summary(values):

@@ -2,7 +2,7 @@
 
 import keras
 import numpy as np
-from keras import initializers, ops
+from keras import ops
 
 from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral import topology

@@ -1,18 +1,23 @@
 """Demo: Dense vs SpectralDense on MNIST, side by side.
 
-    python -m keras_spectral.demo [--epochs 5] [--width 500] [--data-dir DIR]
+    python -m keras_spectral.demo [--epochs 5] [--width 500] [--data-dir DIR] [--out demo_output]
 
 Trains a 784-W-W-10 ReLU network with ordinary Dense layers, with SpectralDense
 eigenvalues only (one set, then two sets), with two sets plus an SVD-decomposed
 eigenvector block (parameter count still linear in width) and with two sets plus a QR
 decomposed block whose whole R factor trains (the authors' QR, at the package's default
 initialization), printing one line per epoch while each trains, then a table of test
-accuracy, trainable parameters and training time. Data come from `data_dir` or
-`$KERAS_SPECTRAL_DATA`; without local MNIST and without web access it says so and runs
-on scikit-learn's bundled 8x8 digits instead.
+accuracy, trainable parameters and training time. It ends by writing two pictures of
+the eigenvalues-only (two sets) network into `--out`: the input-relevance map
+(`|λ_in|` of the first layer as a 28x28 image) and the eigenvalue spectrum of each layer
+(with matplotlib installed). Data come from `data_dir` or `$KERAS_SPECTRAL_DATA`; without
+local MNIST and without web access it says so and runs on scikit-learn's bundled 8x8
+digits instead. (`scripts/demo.sh` also hides the backends' start-up log noise.)
 """
 
 import argparse
+import math
+import os
 import time
 
 import keras
@@ -21,6 +26,7 @@ from keras_spectral import datasets
 from keras_spectral.models import DESCRIPTIONS, build_mlp, trainable_count
 
 DEMO_METHODS = ("dense", "spectral_one_set", "spectral_two_sets", "spectral_svd", "spectral_qr_full")
+PICTURED_METHOD = "spectral_two_sets"  # eigenvalues carry training there, so |λ_in| ranks the inputs
 
 
 def load_data(data_dir):
@@ -44,7 +50,24 @@ def run(method, data, width, epochs, batch_size, seed):
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=2)
     seconds = time.perf_counter() - start
     _, accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
-    return accuracy, trainable_count(model), seconds
+    return accuracy, trainable_count(model), seconds, model
+
+
+def write_pictures(model, out_dir, n_in):
+    """The relevance map and the spectrum of `model` as PNGs in `out_dir`; returns the paths
+    (none without matplotlib)."""
+    try:
+        from keras_spectral import plots
+    except ImportError:
+        return []
+    try:
+        side = math.isqrt(n_in)
+        paths = [plots.save(plots.relevance_map(model, (side, side)), os.path.join(out_dir, "relevance_map.png")),
+                 plots.save(plots.spectrum(model), os.path.join(out_dir, "spectrum.png"))]
+    except ImportError as error:
+        print(f"(no pictures: {error})")
+        return []
+    return paths
 
 
 def main(argv=None):
@@ -54,6 +77,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help=f"data directory (default ${datasets.ENV_VAR})")
+    parser.add_argument("--out", default="demo_output", help="folder for the pictures (default demo_output)")
     args = parser.parse_args(argv)
 
     data, description, multiplier = load_data(args.data_dir)
@@ -66,10 +90,12 @@ def main(argv=None):
     )
     header = f"| {'method':58s} | test acc | trainable params | % of Dense | train time |"
     rows = [header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
-    dense_params = None
+    dense_params = pictured = None
     for i, method in enumerate(DEMO_METHODS, 1):
         print(f"[{i}/{len(DEMO_METHODS)}] {DESCRIPTIONS[method]}", flush=True)
-        accuracy, params, seconds = run(method, data, args.width, epochs, args.batch_size, args.seed)
+        accuracy, params, seconds, model = run(method, data, args.width, epochs, args.batch_size, args.seed)
+        if method == PICTURED_METHOD:
+            pictured = model
         dense_params = dense_params or params
         rows.append(
             f"| {DESCRIPTIONS[method]:58s} | {accuracy * 100:7.2f}% | {params:16,d} | "
@@ -77,6 +103,9 @@ def main(argv=None):
         )
         print(f"    test accuracy {accuracy * 100:.2f}%\n", flush=True)
     print("\n".join(rows), flush=True)
+    paths = write_pictures(pictured, args.out, n_in) if pictured is not None else []
+    if paths:
+        print(f"\nPictures of the eigenvalues-only (two sets) network: {', '.join(paths)}")
 
 
 if __name__ == "__main__":

@@ -353,6 +353,21 @@ class KroneckerSVDEigenvectors(_KroneckerBasis, SVDEigenvectors):
         return rows * (self._apply_flops(self.n_in) + self._apply_flops(self.units))
 
 
+class KroneckerFrozenEigenvectors(KroneckerSVDEigenvectors):
+    """Frozen φᵀ = c · Vᵀ Uᵀ, the SVD form with every scale equal to
+    `c = sqrt(n_in · units / k)` (so φ's entries have unit variance, like the default
+    N(0, 1) φ) and nothing trained: an eigenvalues-only layer whose φ costs
+    `O(n^1.5)` to apply and to store instead of `O(n_in · units)`. No SVD is taken and
+    `eigenvectors_initializer` is not used."""
+
+    def build(self):
+        self.k = min(self.n_in, self.units)
+        scale = np.full((self.k,), np.sqrt(self.n_in * self.units / self.k))
+        self.basis_in = self._add_kronecker("eigenvector_basis_in", self.n_in)
+        self.scales = self._add("eigenvector_scales", (self.k,), _constant(scale), False)
+        self.basis_out = self._add_kronecker("eigenvector_basis_out", self.units)
+
+
 class KroneckerQREigenvectors(_KroneckerBasis, QREigenvectors):
     """φᵀ = Q R with Q the first `k` columns of an `n_in × n_in` Kronecker-structured
     random orthogonal matrix and the upper-triangular R trained; R starts at the
@@ -385,6 +400,7 @@ class KroneckerFullQREigenvectors(_FullFactor, KroneckerQREigenvectors):
 
 BASES = ("dense", "kronecker")
 _KRONECKER_CLASSES = {
+    "frozen": KroneckerFrozenEigenvectors,
     "svd": KroneckerSVDEigenvectors,
     "qr": KroneckerQREigenvectors,
     "qr_full": KroneckerFullQREigenvectors,
@@ -407,6 +423,12 @@ def takes_rank(mode):
 def takes_basis(mode):
     """Whether `mode` has fixed bases that `eigenvector_basis` can choose."""
     return mode in _KRONECKER_CLASSES
+
+
+def kronecker_by_default(mode):
+    """Whether `mode` uses Kronecker bases unless told otherwise (the decomposed modes;
+    `frozen` keeps its stored random φ, the method's reference)."""
+    return mode in ("svd", "qr", "qr_full")
 
 
 def make(mode, layer, n_in, units, rank=None, seeded=False, basis="dense"):

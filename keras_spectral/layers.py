@@ -40,7 +40,7 @@ def default_initializers(eigenvectors):
 def default_basis(eigenvectors):
     """The default `eigenvector_basis` of a mode: Kronecker-structured bases where the
     mode has fixed bases (as accurate as dense ones in the grid, and cheaper)."""
-    return "kronecker" if eigenvector_modes.takes_basis(eigenvectors) else "dense"
+    return "kronecker" if eigenvector_modes.kronecker_by_default(eigenvectors) else "dense"
 
 
 @keras.saving.register_keras_serializable(package="keras_spectral")
@@ -80,7 +80,11 @@ class SpectralDense(keras.layers.Layer):
             matrices, applied in `n · (a + b)` instead of `n²` multiply-adds for
             `n = a · b`, so training costs about what Dense costs; the trained factor
             starts from the initializer's φ) or `"dense"` (the exact factors of the
-            initializer's φ).
+            initializer's φ). With `eigenvectors="frozen"`, `"kronecker"` makes φ
+            itself structured (`φᵀ = c · Vᵀ Uᵀ` with Kronecker-structured orthonormal
+            `V`, `U` and unit-variance entries; `eigenvectors_initializer` unused), so an
+            eigenvalues-only layer costs `O(n^1.5)` in time and memory, not `O(n²)`;
+            its default stays `"dense"` (the stored random φ of the papers).
         eigenvector_seed: Non-negative integer, `"frozen"` mode only: draw φ (uniform, unit
             variance) from the raw bits of NumPy's PCG64 generator seeded with it,
             identically on every platform and backend, and do not save φ (a saved eigenvalues-only layer then holds
@@ -172,7 +176,7 @@ class SpectralDense(keras.layers.Layer):
         check_choice("eigenvector_basis", eigenvector_basis, eigenvector_modes.BASES)
         if eigenvector_basis != "dense" and not eigenvector_modes.takes_basis(eigenvectors):
             raise ValueError(
-                "`eigenvector_basis` applies only to eigenvectors='svd', 'qr' or 'qr_full'. Received: "
+                "`eigenvector_basis` applies only to eigenvectors='frozen', 'svd', 'qr' or 'qr_full'. Received: "
                 f"eigenvectors={eigenvectors!r}, eigenvector_basis={eigenvector_basis!r}"
             )
         if eigenvector_seed is not None:
@@ -185,6 +189,12 @@ class SpectralDense(keras.layers.Layer):
                 raise ValueError(
                     "`eigenvector_seed` applies only to eigenvectors='frozen'. Received: "
                     f"eigenvectors={eigenvectors!r}, eigenvector_seed={eigenvector_seed}"
+                )
+            if eigenvector_basis != "dense":
+                raise ValueError(
+                    "`eigenvector_seed` draws a stored-size φ and takes no `eigenvector_basis`; "
+                    "a Kronecker basis is already small. Received: "
+                    f"eigenvector_seed={eigenvector_seed}, eigenvector_basis={eigenvector_basis!r}"
                 )
         check_sparsity("kernel_sparsity", kernel_sparsity)
         check_bool("use_bias", use_bias)

@@ -5,10 +5,14 @@ from keras_spectral import demo
 
 def test_demo_falls_back_to_bundled_digits_without_data(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(demo.datasets, "_IDX_URLS", {"mnist": "http://127.0.0.1:9/"})
-    demo.main(["--epochs", "1", "--width", "32", "--data-dir", str(tmp_path)])
+    out_dir = tmp_path / "pictures"
+    demo.main(["--epochs", "1", "--width", "32", "--data-dir", str(tmp_path), "--out", str(out_dir)])
     out = capsys.readouterr().out
     assert "MNIST is not available" in out and "scikit-learn digits" in out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "%" in line and "method" not in line]
     assert len(rows) == len(demo.DEMO_METHODS)
     accuracies = [float(row.split("|")[2].strip().rstrip("%")) for row in rows]
     assert all(0 <= a <= 100 for a in accuracies) and max(accuracies) > 50
+    for name in ("relevance_map.png", "spectrum.png"):  # 8x8 digits: an 8x8 relevance map
+        assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Pictures of the eigenvalues-only" in out

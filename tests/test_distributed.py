@@ -101,3 +101,33 @@ def test_multi_worker_mirrored_strategy_two_processes(tmp_path):
     run(["tf_multi_worker.py", str(tmp_path / "single.json"), "single"])
     for index in range(2):
         assert_same_training(load(tmp_path / f"worker{index}.json"), load(tmp_path / "single.json"), tolerance=1e-3)
+
+
+def test_jax_multi_process_data_parallel_matches_one_process(tmp_path):
+    """Two CPU processes, each calling keras.distribution.initialize (JAX over gloo) and
+    training with DataParallel and the pruning callback on its share of every batch, match
+    one-process training; process 0 alone writes the checkpoint and both load it."""
+    pytest.importorskip("jax")
+    port = _free_port()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "jax"}
+    env.pop("XLA_FLAGS", None)  # one CPU device per process
+    workers = [
+        subprocess.Popen([sys.executable, "jax_multi_process.py", str(tmp_path), f"127.0.0.1:{port}", "2", str(index)],
+                         cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for index in range(2)
+    ]
+    try:
+        codes = [w.wait(timeout=240) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    assert codes == [0, 0], [w.stderr.read()[-2000:] for w in workers]
+    run(["jax_multi_process.py", str(tmp_path), "single"], env={"KERAS_BACKEND": "jax"})
+    single = load(tmp_path / "single.json")
+    for index in range(2):
+        result = load(tmp_path / f"{index}.json")
+        assert result["process_count"] == 2 and result["devices"] == 2
+        assert_same_training(result, single, tolerance=1e-4)
+        assert result["restored_masks"] == single["masks"]
+        assert abs(result["restored_loss"] - single["loss"]) <= 1e-4 * single["loss"]
+        assert result["restored_step"] == 32  # the optimizer state travelled with the checkpoint

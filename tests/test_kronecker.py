@@ -125,10 +125,26 @@ def test_compaction_keeps_outputs_and_uses_dense_bases():
     "kwargs,match",
     [
         (dict(eigenvectors="svd", eigenvector_basis="hadamard"), r"`eigenvector_basis`, expected one of"),
-        (dict(eigenvector_basis="kronecker"), r"applies only to eigenvectors='svd', 'qr' or 'qr_full'.*eigenvectors='frozen'"),
+        (dict(eigenvectors="trainable", eigenvector_basis="kronecker"),
+         r"applies only to eigenvectors='frozen', 'svd', 'qr' or 'qr_full'.*eigenvectors='trainable'"),
+        (dict(eigenvector_seed=3, eigenvector_basis="kronecker"), "takes no `eigenvector_basis`"),
         (dict(eigenvectors="lowrank", eigenvector_rank=2, eigenvector_basis="kronecker"), "eigenvector_basis='kronecker'"),
     ],
 )
 def test_bad_basis_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SpectralDense(4, **kwargs)
+
+
+def test_frozen_kronecker_phi_is_structured_unit_variance_and_small():
+    """Eigenvalues only with a Kronecker-structured frozen φ: unit-variance entries, no
+    trained eigenvector parameter, and stored weights far below n_in * units."""
+    keras.utils.set_random_seed(0)
+    layer = SpectralDense(1024, eigenvector_basis="kronecker")
+    layer.build((None, 2048))
+    phi = np.asarray(ops.convert_to_numpy(layer.eigenvectors))
+    assert phi.shape == (2048, 1024) and abs(phi.var() - 1.0) < 0.01
+    assert sum(int(np.prod(w.shape)) for w in layer.trainable_weights) == 2048 + 1024 + 1024
+    stored = sum(int(np.prod(w.shape)) for w in layer.weights)
+    assert stored < 0.01 * 2048 * 1024
+    assert SpectralDense(8).eigenvector_basis == "dense"  # the papers' stored φ stays the default

@@ -22,6 +22,7 @@ MODES = {
     "svd-dense": dict(eigenvectors="svd", eigenvector_basis="dense"),
     "qr-dense": dict(eigenvectors="qr", eigenvector_basis="dense"),
     "qr_full-dense": dict(eigenvectors="qr_full", eigenvector_basis="dense"),
+    "frozen-kronecker": dict(eigenvectors="frozen", eigenvector_basis="kronecker"),
 }
 EACH_MODE = pytest.mark.parametrize("options", list(MODES.values()), ids=list(MODES))
 

@@ -1,0 +1,216 @@
+"""Pictures of the spectrum: eigenvalue histograms, input-relevance maps, removal curves.
+
+Needs matplotlib (`pip install "keras-spectral[plots]"`). Every function returns a
+`matplotlib.figure.Figure` and, given `path`, also saves it as a PNG (written atomically).
+Nothing here opens a window: figures are made without pyplot's global state, so they work
+headless (and in notebooks, where a returned Figure displays itself).
+
+Example:
+
+>>> from keras_spectral import plots
+>>> plots.spectrum(model, path="spectrum.png")  # doctest: +SKIP
+>>> plots.relevance_map(model, image_shape=(28, 28), path="relevance.png")  # doctest: +SKIP
+>>> plots.removal_curves("results/pruning_protocol.jsonl", dataset="mnist")  # doctest: +SKIP
+"""
+
+import math
+import os
+
+import numpy as np
+from keras import ops
+
+from keras_spectral import topology
+from keras_spectral.layers import SpectralDense
+from keras_spectral.relevance import input_relevance
+
+
+def _figure(rows, cols, size):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "keras_spectral.plots needs matplotlib: pip install \"keras-spectral[plots]\"."
+        ) from error
+    figure = Figure(figsize=(size[0] * cols, size[1] * rows), layout="constrained")
+    axes = figure.subplots(rows, cols, squeeze=False)
+    return figure, axes
+
+
+def save(figure, path, dpi=110):
+    """Save `figure` as a PNG at `path`, atomically (a partial file never replaces a good one)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"Received an invalid value for `path`, expected a file path. Received: path={path!r}")
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    partial = os.fspath(path) + ".partial.png"
+    figure.savefig(partial, dpi=dpi, format="png")
+    os.replace(partial, path)
+    return path
+
+
+def _finish(figure, path):
+    if path is not None:
+        save(figure, path)
+    return figure
+
+
+def _numpy(variable):
+    return np.asarray(ops.convert_to_numpy(variable), dtype="float64")
+
+
+def spectral_layers(model):
+    """The `SpectralDense` layers of `model` (a built chain), in order."""
+    layers = [layer for layer in topology.layer_chain(model) if isinstance(layer, SpectralDense)]
+    if not layers:
+        raise ValueError(f"Model '{model.name}' has no SpectralDense layer to plot.")
+    if not all(layer.built for layer in layers):
+        raise ValueError(f"Model '{model.name}' is not built yet; call it on data or build it first.")
+    return layers
+
+
+def present_nodes(model):
+    """`{(layer name, "in" | "out"): boolean array}`: which eigenvalues of each
+    SpectralDense layer belong to nodes still present. A hidden node removed on either
+    side (the producer's `λ_out` mask or the consumer's `λ_in` mask) counts as removed on
+    both."""
+    from keras_spectral.pruning import hidden_layers
+
+    present = {}
+    for layer in spectral_layers(model):
+        for side in ("in", "out"):
+            present[(layer.name, side)] = _numpy(getattr(layer, f"eigenvalues_{side}_mask")) != 0
+    try:
+        hidden = hidden_layers(model)
+    except ValueError:  # a single layer: no hidden nodes
+        hidden = []
+    for node_layer in hidden:
+        alive = node_layer.active()
+        for layer, side in ((node_layer.producer, "out"), (node_layer.consumer, "in")):
+            if (layer.name, side) in present:
+                present[(layer.name, side)] = alive
+    return present
+
+
+def spectrum(model, bins=40, path=None):
+    """Histograms of each SpectralDense layer's eigenvalues: `λ_in` (left) and `λ_out`
+    (right), one row per layer. Removed nodes (mask 0) are not in the histogram; their
+    count is in each panel's title (a hidden node removed on either side counts on both;
+    see `present_nodes`).
+
+    Args:
+        model: A built model with SpectralDense layers.
+        bins: Number of histogram bins (positive integer).
+        path: Optional PNG path to save to.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"Received an invalid value for `bins`, expected a positive integer. Received: bins={bins!r}")
+    layers = spectral_layers(model)
+    present = present_nodes(model)
+    figure, axes = _figure(len(layers), 2, (4.2, 2.6))
+    for row, layer in zip(axes, layers):
+        for ax, side in zip(row, ("in", "out")):
+            values = _numpy(getattr(layer, f"eigenvalues_{side}"))
+            kept = present[(layer.name, side)]
+            ax.hist(values[kept], bins=bins, color="tab:blue" if side == "in" else "tab:orange")
+            removed = int(np.sum(~kept))
+            note = f", {removed} removed" if removed else ""
+            ax.set_title(f"{layer.name}: λ_{side} ({int(kept.sum())} nodes{note})", fontsize=9)
+            ax.set_xlabel("eigenvalue")
+            ax.set_ylabel("nodes")
+    return _finish(figure, path)
+
+
+def relevance_map(model, image_shape, path=None, cmap="viridis"):
+    """The input relevance (`input_relevance(model)`) reshaped to an image.
+
+    Args:
+        model: A built model whose first fully connected layer is a SpectralDense.
+        image_shape: The input's image shape: `(height, width)` (e.g. `(28, 28)` for
+            MNIST) or `(height, width, channels)` (e.g. `(32, 32, 3)` for CIFAR-10,
+            channels last), whose product is the number of input features. Channels are
+            summed.
+        path: Optional PNG path to save to.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
+    scores = input_relevance(model)
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
+    if (shape is None or len(shape) not in (2, 3)
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+            or math.prod(shape) != scores.size):
+        raise ValueError(
+            "Received an invalid value for `image_shape`, expected (height, width) or "
+            f"(height, width, channels) of positive integers whose product is the model's "
+            f"{scores.size} input features. Received: image_shape={image_shape!r}"
+        )
+    image = scores.reshape(shape)
+    if image.ndim == 3:
+        image = image.sum(axis=-1)
+    figure, axes = _figure(1, 1, (3.8, 3.4))
+    ax = axes[0][0]
+    shown = ax.imshow(image, cmap=cmap)
+    figure.colorbar(shown, ax=ax, label="|λ_in|" + (" (summed over channels)" if len(shape) == 3 else ""))
+    ax.set_title("input relevance")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _finish(figure, path)
+
+
+def _records(results):
+    if isinstance(results, (str, os.PathLike)):
+        from keras_spectral.results import ResultsFile
+
+        if not os.path.exists(results):
+            raise FileNotFoundError(f"Results file not found: {os.fspath(results)!r}")
+        return ResultsFile(results).records()
+    if isinstance(results, list) and all(isinstance(r, dict) for r in results):
+        return results
+    raise TypeError(
+        "Received an invalid value for `results`, expected a results-file path or a list of "
+        f"records. Received: results={type(results).__name__}"
+    )
+
+
+def removal_curves(results, path=None, group_by="method", **where):
+    """Accuracy vs fraction of nodes removed, from a results file (`ResultsFile` JSON
+    lines, as the benchmarks write) whose records have an `accuracy` dict mapping the
+    fraction removed (as a string, e.g. `"0.9"`) to a test accuracy in [0, 1].
+
+    Records are filtered by `where` (key fields, e.g. `dataset="mnist",
+    activation="tanh"`) and grouped by the key field `group_by`; each group's curve is
+    the mean over its records with the standard deviation as error bars.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
+    records = [r for r in _records(results)
+               if isinstance(r.get("accuracy"), dict)
+               and all(r["key"].get(field) == value for field, value in where.items())]
+    if not records:
+        raise ValueError(f"No records with an accuracy curve match {where or 'the results'}.")
+    groups = {}
+    for record in records:
+        label = record["key"].get(group_by, "?")
+        for fraction, value in record["accuracy"].items():
+            groups.setdefault(str(label), {}).setdefault(float(fraction), []).append(float(value))
+    figure, axes = _figure(1, 1, (5.0, 3.6))
+    ax = axes[0][0]
+    for label, curve in groups.items():
+        fractions = sorted(curve)
+        means = [100 * np.mean(curve[f]) for f in fractions]
+        spread = [100 * np.std(curve[f]) for f in fractions]
+        ax.errorbar([100 * f for f in fractions], means, yerr=spread, marker="o", capsize=3, label=label)
+    ax.set_xlabel("nodes removed (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(", ".join(f"{k}={v}" for k, v in where.items()) or "accuracy vs nodes removed", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _finish(figure, path)
+
+
+__all__ = ["spectrum", "relevance_map", "removal_curves", "save", "spectral_layers", "present_nodes"]
