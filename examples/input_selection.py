@@ -3,9 +3,9 @@ and get a model that takes only those.
 
     python examples/input_selection.py [--quick] [--keep 0.2] [--out relevance_example]
 
-1. Train SpectralDense 784-500-10 on eigenvalues only (φ frozen: the input eigenvalues
-   carry the training, so `|λ_in|` ranks the inputs), with an L1 penalty on
-   `eigenvalues_in` that pushes unused pixels' eigenvalues to zero.
+1. Train SpectralDense 784-500-10 (φ and both eigenvalue sets trained) with an L1 penalty
+   on `eigenvalues_in` that pushes the eigenvalues of unused pixels to zero (the
+   combination that let the most pixels go in docs/relevance.md).
 2. `input_relevance` / `rank_inputs`: one score per pixel; the map is saved as a PNG
    (with matplotlib) next to the spectrum of both layers.
 3. `remove_inputs(model, fraction=...)` masks the least relevant pixels;
@@ -29,8 +29,9 @@ width, epochs = (64, 2) if args.quick else (500, 10)
 
 model = keras.Sequential([
     keras.Input((784,)),
-    SpectralDense(width, activation="relu", eigenvalues_in_regularizer=keras.regularizers.L1(1e-4)),
-    SpectralDense(10, activation="softmax"),
+    SpectralDense(width, activation="relu", eigenvectors="trainable",
+                  eigenvalues_in_regularizer=keras.regularizers.L1(1e-4)),
+    SpectralDense(10, activation="softmax", eigenvectors="trainable"),
 ])
 model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
 model.fit(x, y, batch_size=200, epochs=epochs, verbose=2)

@@ -22,7 +22,9 @@ With `eigenvector_basis="kronecker"`, `svd` and `qr` instead take their fixed ba
 random Kronecker-structured orthogonal matrices (`keras_spectral.kronecker`), which cost
 `n · (a + b)` rather than `n²` per vector to apply; the trained factor starts from the
 initializer's φ (its singular values, or its triangular factor), so φ starts with the same
-singular values or column Gram matrix but other, structured, singular vectors.
+singular values or column Gram matrix but other, structured, singular vectors. `frozen`
+with `eigenvector_basis="kronecker"` is that structure with equal, fixed scales (no
+factorization at build, nothing trained): an eigenvalues-only layer at `O(n^1.5)` cost.
 """
 
 import numpy as np

@@ -7,12 +7,14 @@ as a by-product (Chicchi, Buffoni, Febbe, Giambagli, Marino, Fanelli, "Automatic
 Feature Relevance via Spectral Neural Networks", arXiv:2406.01183). An L1 penalty on them
 (`eigenvalues_in_regularizer=keras.regularizers.L1(...)`) drives unused features to zero.
 
-The score of feature j is `|λ_in_j|` (0 once removed), the authors' criterion. It is
-meaningful where the eigenvalues carry training (φ frozen, the default): a planted-feature
-test recovers the informative features that way; with a trained φ the rows of φ share the
-role and the ranking is weaker. (The kernel's row norms were tried as a refinement and
-ranked the planted features worse, since they also carry the `λ_out` part shared by all
-rows.)
+The score of feature j is `|λ_in_j|` (0 once removed), the authors' criterion. A
+planted-feature test recovers the informative features with φ frozen (the eigenvalues then
+carry the training). To *select* inputs, train φ too with an L1 penalty on `λ_in`: on
+MNIST (docs/relevance.md, one seed) `eigenvectors="trainable"` with `L1(1e-4)` let 80 % of
+the pixels go at less than 1 point of accuracy after two epochs of retraining the compact
+model (50 % with no retraining at all), against 50 % with φ frozen. (The kernel's row norms
+were tried as a refinement and ranked the planted features worse, since they also carry
+the `λ_out` part shared by all rows.)
 
 Example:
 
