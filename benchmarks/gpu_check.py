@@ -29,18 +29,9 @@ import numpy as np
 from keras_spectral import SpectralDense
 
 from memory_probe import peak_rss_rise
+from width_scaling import MODES  # Dense and every mode, as in the width benchmark
 from report_utils import atomic_write
 
-MODES = {
-    "dense": None,
-    "frozen": dict(eigenvectors="frozen"),
-    "frozen_kronecker": dict(eigenvectors="frozen", eigenvector_basis="kronecker"),
-    "svd": dict(eigenvectors="svd"),
-    "qr": dict(eigenvectors="qr"),
-    "qr_full": dict(eigenvectors="qr_full"),
-    "trainable": dict(eigenvectors="trainable"),
-    "lowrank": dict(eigenvectors="lowrank", eigenvector_rank=10),
-}
 BATCH = 256
 
 
