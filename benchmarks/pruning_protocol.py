@@ -17,7 +17,10 @@ nodes, for
   - spectral_during_fit: the package's recipe (docs/sparsity.md): φ and both sets trained
     with `EigenvaluePruning(PolynomialDecay(0, f))` over the first 10 epochs, then training
     goes on with the masks fixed (early stopping from epoch 10). One training per fraction
-    f in `--recipe-fractions` (default 0.9 only).
+    f in `--recipe-fractions` (default 0.9 only);
+  - dense_small: the reference every removal method is measured against, a Dense network
+    trained from scratch at the width that is left (784-50-10 at 90 % removed), same
+    early stopping; one training per fraction in `--recipe-fractions`.
 `weights` (Chicchi et al., PRE 2021): 784-500-500-10 tanh, the weights below the p-th
 percentile of |w| zero at every step (p = 50-98 %), `--epochs` epochs of Adam 1e-3: Dense
 with `MagnitudeSparsity`, SpectralDense with QR eigenvectors (`eigenvectors="qr"`, the
@@ -46,7 +49,7 @@ DEFAULT_RESULTS = "results/pruning_protocol.jsonl"
 HIDDEN, BATCH, LR = 500, 200, 1e-3
 MAX_EPOCHS, PATIENCE, VALIDATION = 100, 5, 0.2
 PRUNE_EPOCHS = 10  # the recipe reaches its sparsity over these epochs
-NODE_METHODS = ("dense_l1", "spectral_post", "spectral_filter", "spectral_during_fit")
+NODE_METHODS = ("dense_l1", "spectral_post", "spectral_filter", "spectral_during_fit", "dense_small")
 WEIGHT_METHODS = ("dense_percentile", "spectral_qr_percentile", "tfmot")
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
 
@@ -117,11 +120,22 @@ def run_during_fit(data, activation, score, fractions, **_):
     return {"accuracy": curve, "epochs_run": epochs}
 
 
+def run_dense_small(data, activation, fractions, **_):
+    curve, epochs = {}, {}
+    for fraction in fractions:
+        keras.backend.clear_session()
+        model = build_mlp(784, (round(HIDDEN * (1 - fraction)),), 10, "dense", activation)
+        epochs[str(fraction)] = fit_early_stopped(model, data)
+        curve[str(fraction)] = accuracy(model, data)
+    return {"accuracy": curve, "epochs_run": epochs}
+
+
 NODE_RUNNERS = {
     "dense_l1": run_dense_l1,
     "spectral_post": run_spectral_post,
     "spectral_filter": run_spectral_filter,
     "spectral_during_fit": run_during_fit,
+    "dense_small": run_dense_small,
 }
 
 
@@ -136,7 +150,7 @@ def node_cells(args, data):
                     key = dict(experiment="nodes", protocol="authors", dataset=name, activation=activation,
                                seed=seed, method=method, score=args.score, max_epochs=MAX_EPOCHS,
                                patience=PATIENCE)
-                    if method == "spectral_during_fit":
+                    if method in ("spectral_during_fit", "dense_small"):
                         key["fractions"] = list(args.recipe_fractions)
                     fn = (lambda m=method, d=data[name], a=activation: NODE_RUNNERS[m](
                         d, a, score=args.score, fractions=args.recipe_fractions))

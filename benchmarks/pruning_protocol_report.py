@@ -15,6 +15,7 @@ NODE_LABELS = {
     "spectral_post": "Spectral (φ, both sets trained), removal after training",
     "spectral_filter": "Spectral pre-training filter (eigenvalues only) + retraining",
     "spectral_during_fit": "**Recipe**: spectral, `EigenvaluePruning` during `fit`",
+    "dense_small": "Reference: Dense trained from scratch at the width left",
 }
 WEIGHT_LABELS = {
     "dense_percentile": "Dense, percentile rule",

@@ -35,6 +35,7 @@ from keras_spectral.results import ResultsFile
 
 from cells import run_cells
 from memory_probe import peak_rss_rise
+from speed import step_times
 
 DEFAULT_RESULTS = os.path.join("results", "width_scaling.jsonl")
 MODES = {
@@ -71,22 +72,7 @@ def build(n_in, hidden, classes, mode):
 
 def step_seconds(models, width, repeats=3):
     """Median seconds per train step per model, the models interleaved in every repeat."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(BATCH, width)).astype("float32")
-    y = rng.integers(0, 10, size=BATCH)
-    for model in models.values():
-        model.train_on_batch(x, y)
-        model.train_on_batch(x, y)
-    start = time.perf_counter()
-    models["dense"].train_on_batch(x, y)
-    steps = max(2, min(50, round(0.5 / (time.perf_counter() - start))))
-    times = {mode: [] for mode in models}
-    for _ in range(repeats):
-        for mode, model in models.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                model.train_on_batch(x, y)
-            times[mode].append((time.perf_counter() - start) / steps)
+    times = step_times(models, (width, 10), BATCH, steps=None, repeats=repeats)
     return {mode: float(np.median(t)) for mode, t in times.items()}
 
 
