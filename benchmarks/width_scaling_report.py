@@ -13,6 +13,7 @@ from width_scaling import CHEAP_MODES
 QUANTITIES = (("step_seconds", "train step"), ("peak_rss_mb", "peak RSS rise"),
               ("weights_held", "weights held"), ("keras_bytes", ".keras size"))
 FIT_FROM = 1024
+ACCURACY_GOALS = {"mnist": 96.5, "fashion_mnist": 87.0}  # test %, issue #13
 
 
 def _series(cost, mode, field):
@@ -76,7 +77,24 @@ def accuracy_lines(rows):
                 if group:
                     lines.append(f"| {dataset} | {width:,} | {mode} | {cell([r['test_accuracy'] for r in group])} | "
                                  f"{group[0]['trainable_params']:,} | {group[0]['percent_of_dense']:.2f} % |")
+    lines.append("")
+    for dataset, goal in ACCURACY_GOALS.items():
+        means = [(np.mean([r["test_accuracy"] for r in group]) * 100, width, mode)
+                 for (d, width, mode), group in _groups(rows).items()
+                 if d == dataset and group[0]["percent_of_dense"] < 0.5]
+        if means:
+            best, width, mode = max(means)
+            lines.append(f"Goal on {dataset}: ≥ {goal} % at < 0.5 % of the same-width Dense's trainable "
+                         f"parameters — best {best:.2f} % ({mode}, width {width:,}): "
+                         f"{'met' if best >= goal else 'missed'}.")
     return lines + [""]
+
+
+def _groups(rows):
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["key"]["dataset"], r["key"]["width"], r["key"]["mode"]), []).append(r)
+    return groups
 
 
 def plot(cost, path):
