@@ -50,6 +50,7 @@ HIDDEN, BATCH, LR = 500, 200, 1e-3
 MAX_EPOCHS, PATIENCE, VALIDATION = 100, 5, 0.2
 PRUNE_EPOCHS = 10  # the recipe reaches its sparsity over these epochs
 NODE_METHODS = ("dense_l1", "spectral_post", "spectral_filter", "spectral_during_fit", "dense_small")
+PER_FRACTION_METHODS = ("spectral_during_fit", "dense_small")  # one training per recipe fraction
 WEIGHT_METHODS = ("dense_percentile", "spectral_qr_percentile", "tfmot")
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
 
@@ -150,7 +151,7 @@ def node_cells(args, data):
                     key = dict(experiment="nodes", protocol="authors", dataset=name, activation=activation,
                                seed=seed, method=method, score=args.score, max_epochs=MAX_EPOCHS,
                                patience=PATIENCE)
-                    if method in ("spectral_during_fit", "dense_small"):
+                    if method in PER_FRACTION_METHODS:
                         key["fractions"] = list(args.recipe_fractions)
                     fn = (lambda m=method, d=data[name], a=activation: NODE_RUNNERS[m](
                         d, a, score=args.score, fractions=args.recipe_fractions))

@@ -68,19 +68,20 @@ def cost_lines(cost):
 def accuracy_lines(rows):
     if not rows:
         return ["No accuracy cells yet.", ""]
+    groups = {}  # (data set, width, mode) -> its seeds' records
+    for r in rows:
+        groups.setdefault((r["key"]["dataset"], r["key"]["width"], r["key"]["mode"]), []).append(r)
+    order = {name: i for i, name in enumerate(ACCURACY_GOALS)}
     lines = ["| data set | width | mode | test accuracy (%) | trainable params | % of same-width Dense |",
              "|---|---|---|---|---|---|"]
-    for dataset in ("mnist", "fashion_mnist"):
-        for width in sorted({r["key"]["width"] for r in rows}):
-            for mode in CHEAP_MODES:
-                group = [r for r in rows if (r["key"]["dataset"], r["key"]["width"], r["key"]["mode"]) == (dataset, width, mode)]
-                if group:
-                    lines.append(f"| {dataset} | {width:,} | {mode} | {cell([r['test_accuracy'] for r in group])} | "
-                                 f"{group[0]['trainable_params']:,} | {group[0]['percent_of_dense']:.2f} % |")
+    for (dataset, width, mode), group in sorted(
+            groups.items(), key=lambda item: (order[item[0][0]], item[0][1], CHEAP_MODES.index(item[0][2]))):
+        lines.append(f"| {dataset} | {width:,} | {mode} | {cell([r['test_accuracy'] for r in group])} | "
+                     f"{group[0]['trainable_params']:,} | {group[0]['percent_of_dense']:.2f} % |")
     lines.append("")
     for dataset, goal in ACCURACY_GOALS.items():
         means = [(np.mean([r["test_accuracy"] for r in group]) * 100, width, mode)
-                 for (d, width, mode), group in _groups(rows).items()
+                 for (d, width, mode), group in groups.items()
                  if d == dataset and group[0]["percent_of_dense"] < 0.5]
         if means:
             best, width, mode = max(means)
@@ -88,13 +89,6 @@ def accuracy_lines(rows):
                          f"parameters — best {best:.2f} % ({mode}, width {width:,}): "
                          f"{'met' if best >= goal else 'missed'}.")
     return lines + [""]
-
-
-def _groups(rows):
-    groups = {}
-    for r in rows:
-        groups.setdefault((r["key"]["dataset"], r["key"]["width"], r["key"]["mode"]), []).append(r)
-    return groups
 
 
 def plot(cost, path):
