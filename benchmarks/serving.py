@@ -2,6 +2,7 @@
 collapse and SavedModel export (TensorFlow backend).
 
     KERAS_BACKEND=tensorflow python benchmarks/serving.py [--epochs 3] [--out results/serving.json]
+    python benchmarks/serving.py --figure-only   # redraw docs/figures/serving.png from --out
 
 A 784-500-500-10 ReLU network (φ and both eigenvalue sets trained, Adam 1e-3, batch 200)
 is trained on MNIST, then for 50 / 80 / 90 % of the hidden nodes removed
@@ -12,7 +13,8 @@ architecture with Dense layers, as a Keras model and as a SavedModel, and the un
 spectral model. Throughput is samples per second at batch 1, 32 and 1024 (Keras models
 through `predict_on_batch`, SavedModels through `serve`), the median of 5 repeats of at
 least 0.2 s each, every variant measured in one process. Test accuracy is recorded beside.
-Writes JSON atomically and prints a markdown table.
+Writes JSON atomically, prints a markdown table and draws the speed-ups against the
+fraction removed (`--figure`, default docs/figures/serving.png).
 """
 
 import argparse
@@ -30,10 +32,12 @@ import numpy as np
 from keras_spectral import collapse, compact, datasets, prune_nodes
 from keras_spectral.models import build_mlp
 
-from report_utils import atomic_write
+from report_utils import atomic_write, finish_figure
 
 FRACTIONS = (0.5, 0.8, 0.9)
 BATCHES = (1, 32, 1024)
+GOAL = 5.0  # × the unpruned Dense (Keras) throughput at 90 % removed, issue #13
+SERVED_WAYS = ("masks only (Keras)", "compact (Keras)", "compact + collapse (SavedModel)")
 
 
 def train(method, data, epochs):
@@ -73,11 +77,46 @@ def saved_model_call(model, folder, name):
     return lambda x: served.serve(tf.constant(x))
 
 
+def plot(report, path):
+    """Speed-up over Dense (Keras) against the fraction removed, one panel per batch size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = report["variants"]
+    base = variants["Dense (Keras)"]["samples_per_second"]
+    unpruned = variants["spectral, unpruned (Keras)"]["samples_per_second"]
+    fig, axes = plt.subplots(1, len(BATCHES), figsize=(13, 3.8), squeeze=False)
+    for ax, batch in zip(axes[0], map(str, BATCHES)):
+        for way in SERVED_WAYS:
+            fractions = [v["removed"] for name, v in variants.items() if name.endswith(": " + way)]
+            ratios = [v["samples_per_second"][batch] / base[batch]
+                      for name, v in variants.items() if name.endswith(": " + way)]
+            ax.plot([0.0] + fractions, [unpruned[batch] / base[batch]] + ratios, marker="o", label=way)
+        ax.axhline(1.0, color="black", lw=0.8, label="Dense (Keras)")
+        ax.axhline(variants["Dense (SavedModel)"]["samples_per_second"][batch] / base[batch], color="gray",
+                   ls="--", lw=0.8, label="Dense (SavedModel)")
+        ax.axhline(GOAL, color="red", ls=":", lw=0.8, label=f"goal at 90 % removed ({GOAL:g}×)")
+        ax.set_xlabel("fraction of hidden nodes removed")
+        ax.set_ylabel("samples/s ÷ Dense (Keras)")
+        ax.set_title(f"batch {batch}")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"784-500-500-10 on MNIST — {report['machine']}, {report['date']}", fontsize=9)
+    finish_figure(fig, axes, path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", default=os.path.join("results", "serving.json"))
+    parser.add_argument("--figure", default=os.path.join("docs", "figures", "serving.png"))
+    parser.add_argument("--figure-only", action="store_true", help="redraw the figure from --out; no runs")
     args = parser.parse_args(argv)
+    if args.figure_only:
+        with open(args.out, encoding="utf-8") as f:
+            plot(json.load(f), args.figure)
+        return
     if keras.backend.backend() != "tensorflow":
         sys.exit("Run with KERAS_BACKEND=tensorflow (the SavedModel path needs it).")
     data = datasets.load_flat("mnist")
@@ -126,6 +165,7 @@ def main(argv=None):
     print("\n".join(lines))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write(args.out, json.dumps(report, indent=1))
+    plot(report, args.figure)
 
 
 if __name__ == "__main__":
