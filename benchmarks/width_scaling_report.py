@@ -93,8 +93,8 @@ def accuracy_lines(rows):
         else:
             best, seeds, width, mode, epochs, rate, schedule = max(means)
             lines.append(f"Goal on {dataset}: ≥ {goal} % at < 0.5 % of the same-width Dense's trainable "
-                         f"parameters — best mean over ≥ {GOAL_SEEDS} seeds {best:.2f} % ({mode}, width {width:,}, {epochs} epochs, "
-                         f"{schedule} rate {rate:g}, {seeds} seeds): "
+                         f"parameters (settings with ≥ {GOAL_SEEDS} seeds) — best {best:.2f} % ({mode}, "
+                         f"width {width:,}, {epochs} epochs, {schedule} rate {rate:g}, {seeds} seeds): "
                          f"{'met' if best >= goal else 'missed'}.")
     return lines + [""]
 
