@@ -86,14 +86,13 @@ def plot(report, path):
 
     variants = report["variants"]
     base = variants["Dense (Keras)"]["samples_per_second"]
-    unpruned = variants["spectral, unpruned (Keras)"]["samples_per_second"]
     fig, axes = plt.subplots(1, len(BATCHES), figsize=(13, 3.8), squeeze=False)
     for ax, batch in zip(axes[0], map(str, BATCHES)):
         for way in SERVED_WAYS:
-            fractions = [v["removed"] for name, v in variants.items() if name.endswith(": " + way)]
-            ratios = [v["samples_per_second"][batch] / base[batch]
-                      for name, v in variants.items() if name.endswith(": " + way)]
-            ax.plot([0.0] + fractions, [unpruned[batch] / base[batch]] + ratios, marker="o", label=way)
+            curve = [variants["spectral, unpruned (Keras)"]] + [
+                v for name, v in variants.items() if name.endswith(": " + way)]
+            ax.plot([v["removed"] for v in curve], [v["samples_per_second"][batch] / base[batch] for v in curve],
+                    marker="o", label=way)
         ax.axhline(1.0, color="black", lw=0.8, label="Dense (Keras)")
         ax.axhline(variants["Dense (SavedModel)"]["samples_per_second"][batch] / base[batch], color="gray",
                    ls="--", lw=0.8, label="Dense (SavedModel)")
@@ -102,7 +101,8 @@ def plot(report, path):
         ax.set_ylabel("samples/s ÷ Dense (Keras)")
         ax.set_title(f"batch {batch}")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"784-500-500-10 on MNIST — {report['machine']}, {report['date']}", fontsize=9)
+    fig.suptitle(f"784-500-500-10 on MNIST — `{report['command']}`, {report['machine']}, {report['date']}",
+                 fontsize=9)
     finish_figure(fig, axes, path)
 
 

@@ -69,6 +69,7 @@ DEFAULT_EPOCHS, DEFAULT_RATE = 15, 0.01  # the issue's quick check: Adamax 0.01,
 SCHEDULES = ("constant", "cosine")
 TRAIN_BATCH = 200
 VALIDATION_START = 50_000  # `tune` validates on the last 10,000 training images
+TUNE_EPOCHS = 30  # `tune`'s default epoch count
 
 
 def build(n_in, hidden, classes, mode, seed=0):
@@ -127,11 +128,12 @@ def run_cost(width, modes):
     return {"modes": out}
 
 
-def accuracy_model(width, mode, seed, learning_rate, schedule="constant", steps=None):
+def accuracy_model(width, mode, seed, learning_rate, schedule, epochs, samples):
     """784-W-W-10 in `mode`, compiled with Adamax and an accuracy metric: the rate constant,
-    or (schedule "cosine") decayed to zero over `steps` steps."""
+    or (schedule "cosine") decayed to zero over `epochs` epochs of `samples` samples."""
     model = build(784, (width, width), 10, mode, seed)
     if schedule == "cosine":
+        steps = epochs * -(-samples // TRAIN_BATCH)
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
     model.compile(keras.optimizers.Adamax(learning_rate),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
@@ -142,7 +144,7 @@ def run_accuracy(dataset, width, mode, seed, epochs=DEFAULT_EPOCHS, learning_rat
                  schedule="constant"):
     """Adamax, batch 200, `epochs` epochs on the whole training set; test accuracy."""
     (x, y), (xt, yt) = datasets.load_flat(dataset)
-    model = accuracy_model(width, mode, seed, learning_rate, schedule, epochs * -(-len(x) // TRAIN_BATCH))
+    model = accuracy_model(width, mode, seed, learning_rate, schedule, epochs, len(x))
     start = time.perf_counter()
     model.fit(x, y, batch_size=TRAIN_BATCH, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
@@ -156,7 +158,7 @@ def run_accuracy(dataset, width, mode, seed, epochs=DEFAULT_EPOCHS, learning_rat
 def run_tune(dataset, width, mode, learning_rate, epochs, schedule="constant", seed=0):
     """Train on the first 50,000 training images; validation accuracy after every epoch."""
     (x, y), _ = datasets.load_flat(dataset)
-    model = accuracy_model(width, mode, seed, learning_rate, schedule, epochs * -(-VALIDATION_START // TRAIN_BATCH))
+    model = accuracy_model(width, mode, seed, learning_rate, schedule, epochs, VALIDATION_START)
     history = model.fit(x[:VALIDATION_START], y[:VALIDATION_START], batch_size=TRAIN_BATCH, epochs=epochs, verbose=0,
                         validation_data=(x[VALIDATION_START:], y[VALIDATION_START:]))
     return {"val_accuracy": [float(a) for a in history.history["val_accuracy"]]}
@@ -171,7 +173,7 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None,
-                        help=f"accuracy: epochs (default {DEFAULT_EPOCHS}); tune: most epochs (default 30)")
+                        help=f"accuracy: epochs (default {DEFAULT_EPOCHS}); tune: most epochs (default {TUNE_EPOCHS})")
     parser.add_argument("--learning-rate", type=float, default=DEFAULT_RATE, help="accuracy: Adamax's rate")
     parser.add_argument("--schedule", default="constant", choices=SCHEDULES,
                         help="accuracy and tune: the rate held, or cosine-decayed to zero over the epochs")
@@ -193,9 +195,10 @@ def main(argv=None):
         cells = [(dict(experiment="cost", width=w, batch=BATCH, modes=modes(w)), lambda w=w: run_cost(w, modes(w)))
                  for w in args.widths or (256, 512, 1024, 2048, 4096, 8192)]
     elif args.experiment == "tune":
-        cells = [(dict(experiment="tune", dataset=d, width=w, mode=m, learning_rate=r, epochs=args.epochs or 30,
+        epochs = args.epochs or TUNE_EPOCHS
+        cells = [(dict(experiment="tune", dataset=d, width=w, mode=m, learning_rate=r, epochs=epochs,
                        schedule=args.schedule),
-                  lambda d=d, w=w, m=m, r=r: run_tune(d, w, m, r, args.epochs or 30, args.schedule))
+                  lambda d=d, w=w, m=m, r=r: run_tune(d, w, m, r, epochs, args.schedule))
                  for w in args.widths or (1000,) for d in args.datasets for m in args.modes or ("svd",) for r in args.rates]
     else:
         epochs = args.epochs or DEFAULT_EPOCHS

@@ -117,8 +117,8 @@ def tuning_lines(rows):
              "| data set | width | mode | Adamax rate | schedule | val. acc. at 15 epochs (%) | "
              "chosen val. acc. (%) | at epoch | epochs run |", "|---|---|---|---|---|---|---|---|---|"]
     choices = {}
-    for r in sorted(rows, key=lambda r: tuple(str(r["key"][f]) for f in ("dataset", "width", "mode", "schedule"))
-                    + (r["key"]["learning_rate"],)):
+    for r in sorted(rows, key=lambda r: tuple(r["key"][f] for f in ("dataset", "width", "mode", "schedule",
+                                                                      "learning_rate"))):
         k, curve = r["key"], r["val_accuracy"]
         accuracy, epoch = best_setting(r)
         at15 = f"{100 * curve[14]:.2f}" if len(curve) >= 15 else "–"

@@ -22,7 +22,7 @@ def _report():
     for fraction in serving.FRACTIONS:
         for i, way in enumerate(serving.SERVED_WAYS):
             variants[f"{fraction * 100:g} % removed: {way}"] = variant(fraction, 100.0 * (1 + i * fraction))
-    return {"machine": "test machine", "date": "2026-11-28", "variants": variants}
+    return {"command": "python serving.py", "machine": "test machine", "date": "2026-11-28", "variants": variants}
 
 
 def test_figure_only_redraws_from_the_results_file(tmp_path):
