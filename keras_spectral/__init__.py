@@ -1,8 +1,10 @@
 """keras-spectral: dense layers trained in reciprocal space (eigenvalues and eigenvectors
-of a transfer operator), with eigenvalue-driven sparsity."""
+of a transfer operator), with eigenvalue-driven structured pruning of any functional model."""
 
 from keras_spectral.compaction import compact
+from keras_spectral.conversion import spectralize
 from keras_spectral.export import collapse
+from keras_spectral.graph import node_groups
 from keras_spectral.layers import SpectralDense
 from keras_spectral.pruning import EigenvaluePruning, node_scores, node_sparsity, prune_nodes
 from keras_spectral.relevance import input_relevance, kept_inputs, rank_inputs, remove_inputs
@@ -19,6 +21,8 @@ __all__ = [
     "node_scores",
     "node_sparsity",
     "compact",
+    "spectralize",
+    "node_groups",
     "input_relevance",
     "rank_inputs",
     "remove_inputs",

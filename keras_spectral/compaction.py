@@ -5,106 +5,90 @@ import numpy as np
 from keras import ops
 
 from keras_spectral import eigenvectors as eigenvector_modes
-from keras_spectral import topology
+from keras_spectral.cloning import clone_layer
+from keras_spectral.graph import ModelGraph, node_groups
+from keras_spectral.graph.features import FULLY_CONNECTED_LAYERS
+from keras_spectral.graph.slicing import numpy, slice_spectral, slicer_for
 from keras_spectral.layers import SpectralDense
-from keras_spectral.pruning import hidden_layers
 from keras_spectral.validation import check_bool
 
 
-def _numpy(x):
-    return np.asarray(ops.convert_to_numpy(x), dtype="float64")
-
-
-def _kernel(layer):
-    return _numpy(layer.kernel)
-
-
 def _bias(layer):
-    return _numpy(layer.bias) if layer.use_bias else np.zeros(layer.units)
+    return numpy(layer.bias) if layer.use_bias else np.zeros(layer.units)
 
 
-def _constant_output(layer, nodes):
-    """What removed-but-present nodes output: `activation(bias)`, a constant."""
-    pre = _bias(layer)[nodes].astype("float32")
-    if layer.activation is None:
-        return pre.astype("float64")
-    return _numpy(layer.activation(ops.convert_to_tensor(pre[None, :])))[0]
+def _feature_count(graph, call):
+    return int(graph.tensors[call.inputs[0]].shape[-1])
 
 
-def _array_initializer(array):
-    def initializer(shape, dtype=None):
-        return ops.cast(ops.convert_to_tensor(array), dtype)
-
-    return initializer
-
-
-def _compact_spectral(layer, keep_in, keep_out, bias, eigenvectors):
-    config = layer.get_config()
-    mode = eigenvectors or layer.eigenvector_mode
-    n_in, units = len(keep_in), len(keep_out)
-    rank = config["eigenvector_rank"] if mode == layer.eigenvector_mode else None
-    if eigenvector_modes.takes_rank(mode):
-        rank = min(rank or min(n_in, units), n_in, units)
-    config.update(
-        units=units,
-        eigenvectors=mode,
-        eigenvector_rank=rank,
-        # Only dense bases factor the kept block of φ exactly (Kronecker ones would not).
-        eigenvector_basis="dense",
-        # A seed regenerates φ for the full shape only: the compact layer stores its block.
-        eigenvector_seed=None,
-        use_bias=bias is not None,
-    )
-    new = SpectralDense.from_config(config)
-    original_initializer = new.eigenvectors_initializer
-    # The decomposed modes factor whatever φᵀ the initializer gives: start from the kept block.
-    new.eigenvectors_initializer = _array_initializer(_numpy(layer.eigenvectors)[np.ix_(keep_in, keep_out)])
-    new.build((None, n_in))
-    new.eigenvectors_initializer = original_initializer
-    mask_in = _numpy(layer.eigenvalues_in_mask)[keep_in]
-    new.eigenvalues_in.assign(_numpy(layer.eigenvalues_in)[keep_in] * mask_in)
-    new.eigenvalues_in_mask.assign(mask_in)
-    new.eigenvalues_out.assign(_numpy(layer.eigenvalues_out)[keep_out])
-    new.eigenvalues_out_mask.assign(_numpy(layer.eigenvalues_out_mask)[keep_out])
-    if bias is not None:
-        new.bias.assign(bias)
-    return new
+def _removed_features(graph, groups):
+    """`{id(layer): boolean array over its input features, True = removed}` for every
+    reader and per-feature layer of the compacted groups, and
+    `{id(layer): boolean array over its outputs}` for their producers."""
+    removed_in, removed_out, layers = {}, {}, {}
+    inputs = {id(call.layer): call for call in graph.calls}
+    for group, dead in groups:
+        for producer in group.producers:
+            removed_out[id(producer)] = dead
+            layers[id(producer)] = producer
+        for layer, offset in group.consumers + group.passes:
+            n = _feature_count(graph, inputs[id(layer)])
+            flags = removed_in.setdefault(id(layer), np.zeros(n, dtype=bool))
+            flags[offset : offset + group.size] |= dead
+            layers[id(layer)] = layer
+    return removed_in, removed_out, layers
 
 
-def _compact_dense(layer, keep_in, keep_out, bias):
-    config = layer.get_config()
-    config.update(units=len(keep_out), use_bias=bias is not None)
-    new = keras.layers.Dense.from_config(config)
-    new.build((None, len(keep_in)))
-    new.kernel.assign(_kernel(layer)[np.ix_(keep_in, keep_out)])
-    if bias is not None:
-        new.bias.assign(bias)
-    return new
+def _reader_inputs(graph, calls, removed_in):
+    """The value each removed feature has where a fully connected layer reads it, with
+    the model run once on zeros: removed nodes output constants (their producers'
+    `activation(bias)`, through per-feature layers), so one run gives them all."""
+    readers = [c for c in calls if isinstance(c.layer, FULLY_CONNECTED_LAYERS) and id(c.layer) in removed_in]
+    if not readers:
+        return {}
+    probes = []
+    for key in graph.inputs:
+        t = graph.tensors[key]
+        shape = [1] + [1 if d is None else d for d in t.shape[1:]]
+        probes.append(ops.zeros(shape, dtype=t.dtype))
+    values = graph.run(probes)
+    result = {}
+    for call in readers:
+        x = numpy(values[call.inputs[0]])
+        result[id(call.layer)] = x.reshape(-1, x.shape[-1])[0]
+    return result
 
 
 def compact(model, eigenvectors=None, drop_inputs=False):
     """A smaller model without the removed hidden nodes, with the same outputs.
 
-    Nodes removed by `keras_spectral.pruning` (or by setting masks) disappear: layers get
-    narrower, with fewer parameters and less compute. A node silenced in its producing
-    layer outputs the constant `activation(bias)`; that constant's contribution is folded
-    into the next layer's bias, so the outputs equal the masked model's (up to float
-    rounding). The input and output sizes are unchanged.
+    Nodes removed by `keras_spectral.pruning` (or by setting masks) disappear from every
+    layer of their node group (`keras_spectral.graph.node_groups`): fully connected
+    layers get narrower, BatchNormalization and PReLU state is sliced, concatenations
+    shrink, and the other layers are copied with their weights. A node silenced in its
+    producing layer outputs the constant `activation(bias)` (through the per-feature
+    layers after it); that constant's contribution is folded into the readers' biases,
+    so the outputs equal the masked model's (up to float rounding). The model's inputs
+    and outputs keep their shapes.
 
     Args:
-        model: A built Sequential or functional chain of SpectralDense, Dense and Dropout
-            layers.
-        eigenvectors: Eigenvector mode for the compacted SpectralDense layers (for example
-            `"trainable"` to retrain the small network in full); `None` keeps each
-            layer's mode. Decomposed modes are refactored exactly from the kept block of φ.
+        model: A built Sequential or functional model with SpectralDense layers (nested
+            models are expanded into one graph).
+        eigenvectors: Eigenvector mode for the SpectralDense layers of the compact model
+            (for example `"trainable"` to retrain the small network in full); `None`
+            keeps each layer's mode. Decomposed modes are refactored exactly from the kept
+            block of φ, with dense bases.
         drop_inputs: If True, input features removed from the first layer (its
             `eigenvalues_in_mask`, e.g. by `keras_spectral.relevance.remove_inputs`) are
             dropped too: the compact model takes only the kept features, in the order
             of `keras_spectral.relevance.kept_inputs(model)` (slice your data with it).
-            Its outputs on `x[:, kept]` equal the masked model's on `x`.
+            Its outputs on `x[..., kept]` equal the masked model's on `x`. Needs a
+            single model input read only by SpectralDense layers.
 
     Returns:
-        A new `keras.Sequential` model; the input model is not modified.
+        A new model of the same graph: a `keras.Sequential` for a flat Sequential input,
+        else a functional `keras.Model` (nested models expanded). The input model is not
+        modified.
 
     Example:
 
@@ -117,67 +101,116 @@ def compact(model, eigenvectors=None, drop_inputs=False):
             f"{eigenvector_modes.MODES}. Received: eigenvectors={eigenvectors!r}"
         )
     check_bool("drop_inputs", drop_inputs)
-    layers = topology.layer_chain(model)
-    dense = [layer for layer in layers if isinstance(layer, topology.FULLY_CONNECTED)]
-    for layer in dense:
-        if getattr(layer, "kernel_sparsity", None):
-            raise ValueError(
-                f"Layer '{layer.name}' has kernel_sparsity={layer.kernel_sparsity}: its "
-                "percentile mask depends on the whole kernel, so removing nodes would change "
-                "it. compact() handles node pruning without kernel_sparsity."
-            )
-    input_shape = tuple(model.inputs[0].shape)
-    if len(input_shape) != 2:
-        raise ValueError(
-            f"compact() handles models with inputs of shape (batch, features). Received: "
-            f"input shape {input_shape}"
-        )
-    n_in = int(input_shape[-1])
-    # Nodes kept at the input and output of every fully connected layer, and bias
-    # corrections from nodes that output a constant.
-    keep = [np.arange(n_in)]
-    if drop_inputs:
-        first = dense[0]
-        if not isinstance(first, SpectralDense):
-            raise ValueError(
-                f"drop_inputs=True needs a SpectralDense first layer (its input mask says which "
-                f"features are kept); '{first.name}' is a {type(first).__name__}."
-            )
-        keep = [np.flatnonzero(_numpy(first.eigenvalues_in_mask) != 0)]
-        if not len(keep[0]):
-            raise ValueError(f"Layer '{first.name}' has no input features left; nothing to compact.")
-    folded = [np.zeros(layer.units) for layer in dense]
-    for i, hidden in enumerate(hidden_layers(model)):
-        alive = hidden.active()
-        if not alive.any():
-            raise ValueError(
-                f"Hidden layer '{hidden.name}' has no nodes left (all {hidden.size} are "
-                "removed), so compact() cannot build it; keep at least one node per hidden "
-                "layer (e.g. prune with a smaller `fraction`)."
-            )
-        keep.append(np.flatnonzero(alive))
-        consumer_ignores = (
-            _numpy(hidden.consumer.eigenvalues_in_mask) == 0
-            if isinstance(hidden.consumer, SpectralDense)
-            else np.zeros(hidden.size, dtype=bool)
-        )
-        constant_nodes = np.flatnonzero(~alive & ~consumer_ignores)
-        if len(constant_nodes):
-            values = _constant_output(hidden.producer, constant_nodes)
-            folded[i + 1] += values @ _kernel(hidden.consumer)[constant_nodes]
-    keep.append(np.arange(dense[-1].units))
+    from keras_spectral.pruning import removable_groups
 
-    new_layers, index = [], 0
-    for layer in layers:
-        if not isinstance(layer, topology.FULLY_CONNECTED):
-            new_layers.append(layer.__class__.from_config(layer.get_config()))
+    graph = ModelGraph(model)
+    groups = []
+    for group in removable_groups(model):
+        dead = ~group.active()
+        if dead.all():
+            raise ValueError(
+                f"Node group '{group.name}' has no nodes left (all {group.size} are "
+                "removed), so compact() cannot build it; keep at least one node per group "
+                "(e.g. prune with a smaller `fraction`)."
+            )
+        if dead.any():
+            groups.append((group, dead))
+    for group, _ in groups:
+        for layer in group.producers + [c for c, _ in group.consumers]:
+            if getattr(layer, "kernel_sparsity", None):
+                raise ValueError(
+                    f"Layer '{layer.name}' has kernel_sparsity={layer.kernel_sparsity}: its "
+                    "percentile mask depends on the whole kernel, so removing nodes would "
+                    "change it. compact() handles node pruning without kernel_sparsity."
+                )
+    removed_in, removed_out, _ = _removed_features(graph, groups)
+    input_shapes = None
+    if drop_inputs:
+        input_shapes = _drop_inputs(model, graph, removed_in)
+    read_values = _reader_inputs(graph, graph.calls, removed_in)
+
+    replacements = {}
+    for call in graph.calls:
+        layer = call.layer
+        if id(layer) in replacements:
             continue
-        keep_in, keep_out = keep[index], keep[index + 1]
-        bias = _bias(layer) + folded[index]
-        bias = bias[keep_out] if (layer.use_bias or np.any(folded[index])) else None
-        if isinstance(layer, SpectralDense):
-            new_layers.append(_compact_spectral(layer, keep_in, keep_out, bias, eigenvectors))
+        shape = list(graph.tensors[call.inputs[0]].shape) if call.inputs else None
+        gone_in = removed_in.get(id(layer))
+        gone_out = removed_out.get(id(layer))
+        is_spectral = isinstance(layer, SpectralDense)
+        if gone_in is None and gone_out is None and not (is_spectral and eigenvectors):
+            replacements[id(layer)] = None  # copied as it is, weights set after the rebuild
+            continue
+        n_in = shape[-1]
+        keep_in = np.flatnonzero(~gone_in) if gone_in is not None else np.arange(n_in)
+        if isinstance(layer, FULLY_CONNECTED_LAYERS):
+            keep_out = np.flatnonzero(~gone_out) if gone_out is not None else np.arange(layer.units)
+            bias = _bias(layer)
+            if gone_in is not None and id(layer) in read_values:
+                # Removed features the layer still reads (it does not mask them) are constant.
+                ignored = numpy(layer.eigenvalues_in_mask) == 0 if is_spectral else np.zeros(n_in, bool)
+                folded = gone_in & ~ignored
+                if folded.any():
+                    bias = bias + read_values[id(layer)][folded] @ numpy(layer.kernel)[folded]
+            use_bias = layer.use_bias or bool(np.any(bias != 0))
+            bias = bias[keep_out] if use_bias else None
+            shape[-1] = len(keep_in)
+            if is_spectral:
+                new = slice_spectral(layer, keep_in, keep_out, shape, bias, eigenvectors)
+            else:
+                new = slicer_for(layer)(layer, keep_in, keep_out, shape, bias)
         else:
-            new_layers.append(_compact_dense(layer, keep_in, keep_out, bias))
-        index += 1
-    return keras.Sequential([keras.Input((len(keep[0]),))] + new_layers, name=f"{model.name}_compact")
+            shape[-1] = len(keep_in)
+            slicer = slicer_for(layer)
+            new = slicer(layer, keep_in, keep_in, shape, None) if slicer else None
+        replacements[id(layer)] = new
+
+    copies = []
+
+    def layer_for(layer):
+        new = replacements[id(layer)]
+        if new is None:
+            new = clone_layer(layer)
+            replacements[id(layer)] = new
+            copies.append((layer, new))
+        return new
+
+    name = f"{model.name}_compact"
+    if isinstance(model, keras.Sequential) and len(graph.calls) == len(model.layers):
+        # A flat Sequential stays one (same layer indices as the input model).
+        shape = (input_shapes or [graph.tensors[graph.inputs[0]].shape])[0]
+        small = keras.Sequential([keras.Input(tuple(shape)[1:])] + [layer_for(l) for l in model.layers], name=name)
+    else:
+        small = graph.rebuild(layer_for, name=name, input_shapes=input_shapes)
+    for layer, new in copies:
+        if layer.weights:
+            new.set_weights(layer.get_weights())
+    return small
+
+
+def _drop_inputs(model, graph, removed_in):
+    """With `drop_inputs=True`: the new input shapes, and the first layer's removed input
+    features recorded in `removed_in`."""
+    if len(graph.inputs) != 1:
+        raise ValueError(
+            f"drop_inputs=True needs a model with one input; model '{model.name}' has {len(graph.inputs)}."
+        )
+    key = graph.inputs[0]
+    readers = graph.consumers(key)
+    if not readers or not all(isinstance(c.layer, SpectralDense) for c in readers) or len(readers) > 1:
+        names = [f"'{c.layer.name}' ({type(c.layer).__name__})" for c in readers]
+        raise ValueError(
+            "drop_inputs=True needs the model input to be read by one SpectralDense layer "
+            f"(its input mask says which features are kept); model '{model.name}' feeds it to "
+            f"{', '.join(names) or 'nothing'}."
+        )
+    first = readers[0].layer
+    keep = numpy(first.eigenvalues_in_mask) != 0
+    if not keep.any():
+        raise ValueError(f"Layer '{first.name}' has no input features left; nothing to compact.")
+    flags = removed_in.setdefault(id(first), np.zeros(keep.size, dtype=bool))
+    flags |= ~keep
+    shape = list(graph.tensors[key].shape)
+    shape[-1] = int(keep.sum())
+    return [tuple(shape)]
+

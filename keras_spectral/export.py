@@ -8,14 +8,16 @@ arithmetic. Export either model with Keras' own
 
 import keras
 
+from keras_spectral.cloning import replace_layers
 from keras_spectral.layers import SpectralDense
 
 
 def collapse(model):
     """An equivalent model in which every `SpectralDense` is a `keras.layers.Dense`.
 
-    Works for Sequential and functional models of any topology; other layers are cloned
-    with their weights. The input model is not modified.
+    Works for Sequential and functional models of any topology, nested models included;
+    other layers are copied with their weights. The inverse of `spectralize`. The input
+    model is not modified.
 
     Example:
 
@@ -29,24 +31,11 @@ def collapse(model):
             f"Model '{model.name}' is not built, so its SpectralDense layers have no weights "
             "yet: call it on data (or build it) before collapse()."
         )
-    originals = []
-
-    def replace(layer):
-        if isinstance(layer, SpectralDense):
-            return layer.to_dense()
-        clone = layer.__class__.from_config(layer.get_config())
-        originals.append((layer, clone))
-        return clone
-
     try:
-        collapsed = keras.models.clone_model(model, clone_function=replace)
+        return replace_layers(model, lambda layer: layer.to_dense() if isinstance(layer, SpectralDense) else None)
     except ValueError as error:
         raise ValueError(
             f"collapse() supports Sequential and functional models and could not rebuild "
             f"model '{model.name}' ({type(model).__name__}); for a subclassed model, call "
-            f"`layer.to_dense()` on its SpectralDense layers instead. Keras said: {error}"
+            f"`layer.to_dense()` on its SpectralDense layers instead. {error}"
         ) from error
-    for layer, clone in originals:
-        if layer.weights:
-            clone.set_weights(layer.get_weights())
-    return collapsed

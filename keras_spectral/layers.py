@@ -435,6 +435,25 @@ class SpectralDense(keras.layers.Layer):
         dense.set_weights(weights)
         return dense
 
+    @classmethod
+    def from_dense(cls, layer, eigenvectors="trainable", eigenvector_rank=None, **kwargs):
+        """A `SpectralDense` with the same outputs as the built `keras.layers.Dense`
+        `layer`: `φᵀ = kernel`, `λ_in = 1`, `λ_out = 0`, the same bias and activation.
+        Exact for `"trainable"`, `"frozen"`, and `"svd"` / `"qr"` / `"qr_full"` (dense
+        bases); `"lowrank"` approximates (see `keras_spectral.conversion.from_dense`).
+
+        Example:
+
+        >>> dense = keras.layers.Dense(4)
+        >>> dense.build((None, 3))
+        >>> spectral = SpectralDense.from_dense(dense)
+        >>> bool(np.allclose(spectral.kernel, dense.kernel))  # doctest: +SKIP
+        True
+        """
+        from keras_spectral.conversion import from_dense
+
+        return from_dense(layer, eigenvectors=eigenvectors, eigenvector_rank=eigenvector_rank, **kwargs)
+
     def get_config(self):
         base_config = super().get_config()
         config = {

@@ -19,7 +19,6 @@ import os
 import numpy as np
 from keras import ops
 
-from keras_spectral import topology
 from keras_spectral.layers import SpectralDense
 from keras_spectral.relevance import input_relevance
 
@@ -60,8 +59,11 @@ def _numpy(variable):
 
 
 def spectral_layers(model):
-    """The `SpectralDense` layers of `model` (a built chain), in order."""
-    layers = [layer for layer in topology.layer_chain(model) if isinstance(layer, SpectralDense)]
+    """The `SpectralDense` layers of `model` (any built model, nested models included),
+    in the order Keras tracks them."""
+    if not hasattr(model, "_flatten_layers"):
+        raise TypeError(f"Expected a keras.Model. Received: model={model!r}")
+    layers = [l for l in model._flatten_layers(include_self=False, recursive=True) if isinstance(l, SpectralDense)]
     if not layers:
         raise ValueError(f"Model '{model.name}' has no SpectralDense layer to plot.")
     if not all(layer.built for layer in layers):
@@ -71,24 +73,27 @@ def spectral_layers(model):
 
 def present_nodes(model):
     """`{(layer name, "in" | "out"): boolean array}`: which eigenvalues of each
-    SpectralDense layer belong to nodes still present. A hidden node removed on either
-    side (the producer's `λ_out` mask or the consumer's `λ_in` mask) counts as removed on
-    both."""
-    from keras_spectral.pruning import hidden_layers
+    SpectralDense layer belong to nodes still present. A hidden node removed on any side
+    of its node group (a producer's `λ_out` mask or a reader's `λ_in` mask) counts as
+    removed on every side."""
+    from keras_spectral.graph import node_groups
 
     present = {}
     for layer in spectral_layers(model):
         for side in ("in", "out"):
             present[(layer.name, side)] = _numpy(getattr(layer, f"eigenvalues_{side}_mask")) != 0
     try:
-        hidden = hidden_layers(model)
-    except ValueError:  # a single layer: no hidden nodes
-        hidden = []
-    for node_layer in hidden:
-        alive = node_layer.active()
-        for layer, side in ((node_layer.producer, "out"), (node_layer.consumer, "in")):
-            if (layer.name, side) in present:
-                present[(layer.name, side)] = alive
+        groups = [g for g in node_groups(model) if g.prunable]
+    except ValueError:  # no readable graph (a subclassed model): masks alone
+        groups = []
+    for group in groups:
+        alive = group.active()
+        for producer in group.producers:
+            if (producer.name, "out") in present:
+                present[(producer.name, "out")] = alive
+        for consumer, offset in group.consumers:
+            if (consumer.name, "in") in present:
+                present[(consumer.name, "in")][offset : offset + group.size] = alive
     return present
 
 

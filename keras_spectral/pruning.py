@@ -1,24 +1,17 @@
 """Eigenvalue-driven node pruning: score hidden nodes by their eigenvalues, remove the
 weakest, during `fit` (`EigenvaluePruning`) or after it (`prune_nodes`).
 
-A hidden node sits between a producing layer (whose output it is) and a consuming layer
-(whose input it is). Its spectral knobs are `|λ_out|` of the producer and `|λ_in|` of the
-consumer; `score` picks how they rank nodes:
+Works on any Sequential or functional model: the removable nodes are the prunable node
+groups of its graph (`keras_spectral.graph.node_groups`: the output features of a fully
+connected layer, or of several coupled by an elementwise join, that reach only fully
+connected layers). A chain of SpectralDense layers has one group per hidden layer.
+Scores are the criteria of `keras_spectral.importance` (`score="sum"` by default:
+`|λ_out|` of the producers plus `|λ_in|` of the readers).
 
-- `"in"`: `|λ_in|` of the consuming layer. In `w = φᵀ ⊙ (λ_in − λ_out)` the node's whole
-  outgoing row scales with `λ_in` on top of the part shared by all rows.
-- `"out"`: `|λ_out|` of the producing layer (the criterion of Buffoni et al., 2022, whose
-  layers train `λ_out` alone).
-- `"sum"` (default): `|λ_out| + |λ_in|`, both knobs of the node.
-- `"product"`: `|λ_out| · |λ_in|`.
-
-The default was chosen by experiment (`benchmarks/sparsity.py nodes` records the
-accuracy after pruning with every score; see `docs/sparsity.md`).
-
-Removing a node sets its mask to 0 and its eigenvalue to 0: in the producer when it is a
-`SpectralDense` (its column of weights vanishes and the node outputs the constant
-`activation(bias)`, which `compact` folds into the next layer's bias), otherwise in the
-consumer (its row vanishes). Removed nodes stay removed.
+Removing a node sets its mask to 0 and its eigenvalue to 0: in the producers when they
+are SpectralDense (their column of weights vanishes and the node outputs the constant
+`activation(bias)`, which `compact` folds into the readers' biases), otherwise in the
+readers (their row vanishes). Removed nodes stay removed.
 """
 
 import warnings
@@ -27,7 +20,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_spectral import topology
+from keras_spectral import importance
+from keras_spectral.graph import ModelGraph, node_groups
+from keras_spectral.importance import SCORES, NonFiniteScoresError  # noqa: F401 (public names)
 from keras_spectral.layers import SpectralDense
 from keras_spectral.schedules import PruningSchedule
 from keras_spectral.validation import (
@@ -37,134 +32,70 @@ from keras_spectral.validation import (
     check_non_negative,
 )
 
-SCORES = ("in", "out", "sum", "product")
 SCOPES = ("layer", "global")
 
 
-class NonFiniteScoresError(ValueError):
-    """Raised when nodes would be ranked by NaN or infinite eigenvalues (a diverged run)."""
-
-
-def _values(variable):
-    return np.asarray(ops.convert_to_numpy(variable), dtype="float64")
-
-
-class _HiddenLayer:
-    """The nodes between a producing and a consuming fully connected layer."""
-
-    def __init__(self, producer, consumer):
-        self.producer = producer
-        self.consumer = consumer
-        self.size = producer.units
-
-    @property
-    def name(self):
-        return self.producer.name
-
-    def _mask_variable(self):
-        if isinstance(self.producer, SpectralDense):
-            return self.producer.eigenvalues_out_mask, self.producer.eigenvalues_out
-        return self.consumer.eigenvalues_in_mask, self.consumer.eigenvalues_in
-
-    def active(self):
-        """Boolean array: which nodes are still present."""
-        alive = np.ones(self.size, dtype=bool)
-        if isinstance(self.producer, SpectralDense):
-            alive &= _values(self.producer.eigenvalues_out_mask) != 0
-        if isinstance(self.consumer, SpectralDense):
-            alive &= _values(self.consumer.eigenvalues_in_mask) != 0
-        return alive
-
-    def _needs(self, score):
-        """(needs the producer's λ_out, needs the consumer's λ_in) for a score."""
-        return score in ("out", "sum", "product"), score in ("in", "sum", "product")
-
-    def can_score(self, score):
-        needs_out, needs_in = self._needs(score)
-        return (not needs_out or isinstance(self.producer, SpectralDense)) and (
-            not needs_in or isinstance(self.consumer, SpectralDense)
+def _spectral_graph(model):
+    """The model's graph, checked to hold a SpectralDense layer."""
+    graph = ModelGraph(model)
+    if not any(isinstance(layer, SpectralDense) for layer in graph.layers):
+        raise ValueError(
+            f"Model '{model.name}' has no SpectralDense layer, so no node has eigenvalues "
+            "or masks: convert its Dense layers first with keras_spectral.spectralize(model)."
         )
-
-    def scores(self, score):
-        needs_out, needs_in = self._needs(score)
-        lam_out = np.abs(_values(self.producer.eigenvalues_out)) if needs_out else None
-        lam_in = np.abs(_values(self.consumer.eigenvalues_in)) if needs_in else None
-        if score == "in":
-            return lam_in
-        if score == "out":
-            return lam_out
-        return lam_out + lam_in if score == "sum" else lam_out * lam_in
-
-    def finite_scores(self, score):
-        """`scores(score)`, checked: a NaN or infinite score of a node still present
-        raises `NonFiniteScoresError` naming the layers (removed nodes do not count)."""
-        values = self.scores(score)
-        bad = ~np.isfinite(values) & self.active()
-        if bad.any():
-            raise NonFiniteScoresError(
-                f"Hidden layer '{self.name}' has {int(bad.sum())} node(s) with non-finite "
-                f"eigenvalues (NaN or inf; read from '{self.producer.name}' and/or "
-                f"'{self.consumer.name}' with score={score!r}), so its nodes cannot be ranked; "
-                "nothing was pruned. The training has probably diverged: lower the learning "
-                "rate, or stop such runs with keras.callbacks.TerminateOnNaN."
-            )
-        return values
-
-    def remove(self, nodes):
-        """Mask the given node indices (and zero their eigenvalue)."""
-        if not len(nodes):
-            return
-        mask, eigenvalues = self._mask_variable()
-        keep = np.ones(self.size, dtype="float32")
-        keep[nodes] = 0.0
-        mask.assign(ops.cast(_values(mask) * keep, mask.dtype))
-        eigenvalues.assign(ops.cast(_values(eigenvalues) * keep, eigenvalues.dtype))
+    return graph
 
 
-def hidden_layers(model):
-    """The hidden layers of nodes of a chain of fully connected layers."""
-    pairs = topology.hidden_layers(topology.layer_chain(model))
-    if not pairs:
-        raise ValueError(f"Model '{model.name}' has no hidden layer of nodes to prune.")
-    return [_HiddenLayer(producer, consumer) for producer, consumer in pairs]
+def removable_groups(model):
+    """The prunable node groups of `model` (a model with at least one SpectralDense)."""
+    groups = [group for group in node_groups(_spectral_graph(model)) if group.prunable]
+    if not groups:
+        described = "; ".join(f"'{g.name}': {g.reason}" for g in node_groups(model)) or "none"
+        raise ValueError(
+            f"Model '{model.name}' has no hidden nodes that can be pruned. Its node groups: {described}."
+        )
+    return groups
 
 
 def node_sparsity(model):
-    """`{hidden layer name: fraction of its nodes removed}`."""
-    return {h.name: float(1.0 - h.active().mean()) for h in hidden_layers(model)}
+    """`{group name: fraction of its nodes removed}` for every prunable node group (a
+    chain's groups are its hidden layers, named after their producing layer)."""
+    return {g.name: float(1.0 - g.active().mean()) for g in removable_groups(model)}
 
 
-def prunable_layers(model, score):
-    """The hidden layers that `score` can rank: those whose needed neighbours are
-    SpectralDense (`"out"`: the producer, `"in"`: the consumer, others: both)."""
+def prunable_groups(model, score):
+    """The prunable node groups that `score` can rank: those whose layers it reads are
+    SpectralDense (`"out"`: the producers, `"in"`: the readers, `"sum"`/`"product"`:
+    both; `"l1"`: any)."""
     check_choice("score", score, SCORES)
-    layers = [h for h in hidden_layers(model) if h.can_score(score)]
-    if not layers:
+    groups = [g for g in removable_groups(model) if importance.can_score(g, score)]
+    if not groups:
         raise ValueError(
-            f"No hidden layer of model '{model.name}' can be scored with score={score!r}: "
+            f"No node group of model '{model.name}' can be scored with score={score!r}: "
             "it needs SpectralDense layers on the sides it reads (see `SCORES`)."
         )
-    return layers
+    return groups
 
 
 def node_scores(model, score="sum"):
-    """`{hidden layer name: score per node}` for the layers `score` can rank."""
-    return {h.name: h.scores(score) for h in prunable_layers(model, score)}
+    """`{group name: score per node}` for the groups `score` can rank."""
+    return {g.name: importance.scores(g, score) for g in prunable_groups(model, score)}
 
 
 def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"):
-    """Remove hidden nodes by eigenvalue score, in place; returns `node_sparsity(model)`.
+    """Remove hidden nodes by score, in place; returns `node_sparsity(model)`.
 
-    Only hidden layers that `score` can rank are pruned (`prunable_layers`).
+    Only node groups that `score` can rank are pruned (`prunable_groups`); a coupled
+    group's nodes are removed in every layer of the group at once.
 
     Args:
-        model: A built chain of SpectralDense / Dense (/ Dropout) layers.
-        fraction: Target fraction of hidden nodes removed, in [0, 1): per prunable layer
-            (`scope="layer"`) or over all hidden nodes (`scope="global"`, at least one
-            node kept per layer). Already removed nodes count towards it.
+        model: A built Sequential or functional model with SpectralDense layers.
+        fraction: Target fraction of hidden nodes removed, in [0, 1): per prunable group
+            (`scope="layer"`) or over all of their nodes (`scope="global"`, at least one
+            node kept per group). Already removed nodes count towards it.
         threshold: Alternatively, remove every node whose score is below this
             non-negative number.
-        score: How nodes are ranked, one of `SCORES`.
+        score: How nodes are ranked, one of `SCORES` (`keras_spectral.importance`).
         scope: `"layer"` or `"global"` (used with `fraction`).
 
     Example:
@@ -179,20 +110,20 @@ def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"
         check_fraction("fraction", fraction)
     if threshold is not None:
         check_non_negative("threshold", threshold)
-    layers = prunable_layers(model, score)
-    alive = [h.active() for h in layers]
-    # Checked first for every layer, so non-finite eigenvalues change nothing; removed
+    groups = prunable_groups(model, score)
+    alive = [g.active() for g in groups]
+    # Checked first for every group, so non-finite scores change nothing; removed
     # nodes rank below everything, so they stay removed.
-    checked = [h.finite_scores(score) for h in layers]
+    checked = [importance.finite_scores(g, score) for g in groups]
     scores = [np.where(a, s, -np.inf) for s, a in zip(checked, alive)]
 
     if threshold is not None:
         plan = [np.flatnonzero(a & (s < threshold)) for a, s in zip(alive, scores)]
-        for h, a, nodes in zip(layers, alive, plan):
+        for g, a, nodes in zip(groups, alive, plan):
             if len(nodes) == a.sum():
                 raise ValueError(
-                    f"threshold={threshold} would remove every node of hidden layer "
-                    f"'{h.name}'; nothing was changed."
+                    f"threshold={threshold} would remove every node of node group "
+                    f"'{g.name}'; nothing was changed."
                 )
     elif scope == "layer":
         plan = []
@@ -201,30 +132,30 @@ def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"
             order = np.argsort(s, kind="stable")
             plan.append(order[:target][a[order[:target]]])
     else:
-        plan = _global_plan(layers, alive, scores, fraction)
-    for h, nodes in zip(layers, plan):
-        h.remove(nodes)
+        plan = _global_plan(groups, alive, scores, fraction)
+    for g, nodes in zip(groups, plan):
+        g.remove(nodes)
     return node_sparsity(model)
 
 
-def _global_plan(layers, alive, scores, fraction):
+def _global_plan(groups, alive, scores, fraction):
     total = sum(len(s) for s in scores)
     target = int(np.floor(fraction * total + 1e-9))
-    # Rank all nodes together, but never take a layer's last remaining node.
+    # Rank all nodes together, but never take a group's last remaining node.
     candidates = sorted(
-        (s[i], li, i) for li, s in enumerate(scores) for i in range(len(s))
+        (s[i], gi, i) for gi, s in enumerate(scores) for i in range(len(s))
     )
     removed = [list(np.flatnonzero(~a)) for a in alive]
-    plan = [[] for _ in layers]
+    plan = [[] for _ in groups]
     count = sum(len(r) for r in removed)
-    for value, li, i in candidates:
+    for value, gi, i in candidates:
         if count >= target:
             break
-        if not alive[li][i]:
+        if not alive[gi][i]:
             continue
-        if len(removed[li]) + len(plan[li]) + 1 >= len(scores[li]):
+        if len(removed[gi]) + len(plan[gi]) + 1 >= len(scores[gi]):
             continue
-        plan[li].append(i)
+        plan[gi].append(i)
         count += 1
     return [np.asarray(p, dtype=int) for p in plan]
 
@@ -315,7 +246,7 @@ class EigenvaluePruning(keras.callbacks.Callback):
         self.stopped_reason = None
 
     def on_train_begin(self, logs=None):
-        prunable_layers(self.model, self.score)  # fail early on an unsupported model
+        prunable_groups(self.model, self.score)  # fail early on an unsupported model
         self._step = None
         self.stopped_reason = None
 

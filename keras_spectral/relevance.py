@@ -25,10 +25,11 @@ Example:
 >>> small.predict(x[:, kept_inputs(model)])  # doctest: +SKIP
 """
 
+import keras
 import numpy as np
 from keras import ops
 
-from keras_spectral import topology
+from keras_spectral.graph import ModelGraph, features
 from keras_spectral.layers import SpectralDense
 from keras_spectral.validation import check_exactly_one, check_fraction, check_positive_int
 
@@ -38,14 +39,33 @@ def _numpy(x):
 
 
 def first_layer(model):
-    """The model's first fully connected layer, which must be a `SpectralDense`."""
-    layer = next(l for l in topology.layer_chain(model) if isinstance(l, topology.FULLY_CONNECTED))
-    if not isinstance(layer, SpectralDense):
+    """The `SpectralDense` layer that reads the model's input features: the model has one
+    input, which reaches one SpectralDense through Flatten and per-feature layers only."""
+    graph = ModelGraph(model)
+    if len(graph.inputs) != 1:
         raise ValueError(
-            f"The first fully connected layer of model '{model.name}' is '{layer.name}' "
-            f"({type(layer).__name__}); input relevance needs a SpectralDense there."
+            f"Input relevance needs a model with one input; model '{model.name}' has {len(graph.inputs)}."
         )
-    return layer
+    key = graph.inputs[0]
+    while True:
+        readers = graph.consumers(key)
+        if len(readers) != 1:
+            names = [f"'{c.layer.name}'" for c in readers]
+            raise ValueError(
+                f"Input relevance needs the input of model '{model.name}' to reach one "
+                f"SpectralDense layer; it is read by {', '.join(names) or 'nothing'}."
+            )
+        call = readers[0]
+        if isinstance(call.layer, SpectralDense):
+            return call.layer
+        passes = isinstance(call.layer, keras.layers.Flatten) or features.role(call, graph)[0] == features.PER_FEATURE
+        if not passes:
+            raise ValueError(
+                f"The input of model '{model.name}' reaches '{call.layer.name}' "
+                f"({type(call.layer).__name__}) before any SpectralDense layer; input relevance "
+                "needs a SpectralDense there (only Flatten and per-feature layers may come before it)."
+            )
+        key = call.outputs[0]
 
 
 def input_relevance(model):
@@ -53,8 +73,8 @@ def input_relevance(model):
     (removed features score 0).
 
     Args:
-        model: A built chain of SpectralDense / Dense / Dropout layers whose first fully
-            connected layer is a `SpectralDense`.
+        model: A built Sequential or functional model whose input is read by a
+            `SpectralDense` layer (see `first_layer`).
 
     Returns:
         A float64 array of shape `(n_in,)`.

@@ -202,9 +202,9 @@ def unbuilt():
     return keras.Sequential([SpectralDense(5), SpectralDense(3)])
 
 
-def with_conv():
+def with_conv_only():
     return keras.Sequential([keras.Input((6, 1)), keras.layers.Conv1D(2, 3), keras.layers.Flatten(),
-                             SpectralDense(5), SpectralDense(3)])
+                             SpectralDense(3, name="conv_head")])
 
 
 def dense_only():
@@ -218,9 +218,9 @@ def single_layer():
 MODEL_CASES = [
     ("subclassed", subclassed, ValueError, r"subclassed model.*keras.Sequential or a functional"),
     ("unbuilt", unbuilt, ValueError, "is not built"),
-    ("other layers", with_conv, ValueError, r"Conv1D\) is not supported"),
+    ("no prunable group", with_conv_only, ValueError, r"no hidden nodes that can be pruned.*'conv_head': is a model output"),
     ("no spectral layer", dense_only, ValueError, "has no SpectralDense layer"),
-    ("no hidden layer", single_layer, ValueError, "no hidden layer of nodes"),
+    ("no hidden layer", single_layer, ValueError, "no hidden nodes that can be pruned"),
     ("not a model", lambda: "model.keras", TypeError, "Expected a keras.Model"),
 ]
 
@@ -249,7 +249,7 @@ def test_pruning_callback_rejects_a_subclassed_model_at_fit():
 def test_compact_rejects_an_emptied_hidden_layer():
     model = chain()
     model.layers[0].eigenvalues_out_mask.assign(np.zeros(8, "float32"))
-    with pytest.raises(ValueError, match=r"Hidden layer '.*' has no nodes left \(all 8 are removed\)"):
+    with pytest.raises(ValueError, match=r"Node group '.*' has no nodes left \(all 8 are removed\)"):
         compact(model)
 
 

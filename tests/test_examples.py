@@ -21,6 +21,7 @@ EXPECTED = {  # what each example must print (besides exiting 0)
     "pruning_to_savedmodel.py": ["compact vs masked", "SavedModel at"],
     "input_selection.py": ["kept 157 of 784 pixels", "after retraining the compact model", "pictures:"],
     "compact_checkpoints.py": ["seeded_phi", "kronecker_phi"],
+    "prune_trained_model.py": ["converted to SpectralDense", "node group 'hidden_1'", "compact vs masked", "SavedModel at"],
     "distributed_jax.py": ["process 0 of 2", "process 1 of 2"],
 }
 

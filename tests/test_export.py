@@ -141,3 +141,42 @@ def test_model_trained_on_jax_exports_to_saved_model(tmp_path):
     subprocess.run([sys.executable, "-c", JAX_EXPORT, path, expected, inputs], check=True, env=env)
     result = run_serving(path, np.load(inputs), tmp_path)
     np.testing.assert_allclose(np.array(result["full"]), np.load(expected), atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export test runs on TF")
+def test_trained_dense_transformer_converted_pruned_compacted_collapsed_and_served(tmp_path):
+    """The workflow of issue #19: a conventionally trained Dense FFN block is converted,
+    pruned during `fit`, compacted, collapsed, saved, exported and served without the
+    package."""
+    from keras_spectral import EigenvaluePruning, PolynomialDecay, spectralize
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 6))
+    x = keras.layers.LayerNormalization()(inputs)
+    h = keras.layers.Dense(12, activation="relu", name="ffn_in")(x)
+    h = keras.layers.Dense(6, name="ffn_out")(h)
+    x = keras.layers.Add()([x, h])
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x))
+    dense = keras.Model(inputs, outputs)
+    data = np.random.default_rng(0).normal(size=(128, 4, 6)).astype("float32")
+    labels = (data.sum(axis=(1, 2)) > 0).astype("int32")
+    dense.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    dense.fit(data, labels, epochs=2, batch_size=32, verbose=0)
+
+    spectral = spectralize(dense)
+    np.testing.assert_allclose(spectral.predict(data, verbose=0), dense.predict(data, verbose=0), atol=1e-5)
+    spectral.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    spectral.fit(data, labels, epochs=2, batch_size=32, verbose=0,
+                 callbacks=[EigenvaluePruning(PolynomialDecay(0.0, 0.5, begin_step=0, end_step=4, frequency=2))])
+    served_model = collapse(compact(spectral))
+    assert served_model.get_layer("ffn_in").units == 6
+    expected = spectral.predict(data, verbose=0)
+    np.testing.assert_allclose(served_model.predict(data, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    saved = str(tmp_path / "small.keras")
+    compact(spectral).save(saved)
+    np.testing.assert_allclose(keras.saving.load_model(saved).predict(data, verbose=0), expected, atol=1e-5)
+    path = str(tmp_path / "served")
+    served_model.export(path, format="tf_saved_model", verbose=False)
+    result = run_serving(path, data, tmp_path)
+    assert result["spectral_imported"] is False
+    np.testing.assert_allclose(np.array(result["full"]), expected, atol=1e-5)

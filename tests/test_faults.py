@@ -312,7 +312,7 @@ def test_prune_nodes_refuses_nan_eigenvalues_and_changes_nothing():
     lam[4] = np.nan
     model.layers[1].eigenvalues_in.assign(lam)
     masks = [numpy(layer.eigenvalues_out_mask).copy() for layer in model.layers]
-    with pytest.raises(ValueError, match=rf"Hidden layer '{model.layers[0].name}' has 1 node\(s\) with non-finite eigenvalues"):
+    with pytest.raises(ValueError, match=rf"Node group '{model.layers[0].name}' has 1 node\(s\) with non-finite eigenvalues"):
         prune_nodes(model, fraction=0.5)
     for layer, before in zip(model.layers, masks):
         np.testing.assert_array_equal(numpy(layer.eigenvalues_out_mask), before)

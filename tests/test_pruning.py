@@ -166,7 +166,7 @@ def test_callback_arguments_are_checked():
     with pytest.raises(ValueError, match="`threshold`"):
         EigenvaluePruning(threshold=-0.5)
     with pytest.raises(ValueError, match="`score`"):
-        EigenvaluePruning(ConstantSparsity(0.5), score="l1")
+        EigenvaluePruning(ConstantSparsity(0.5), score="weights")
 
 
 # --- training with the callback ----------------------------------------------------------
@@ -301,17 +301,22 @@ def test_compact_folds_dead_node_constants_into_a_dense_consumer_and_handles_fun
     assert small.layers[1].use_bias
 
 
-def test_compact_rejects_unsupported_models():
+def test_compact_handles_branches_and_batchnorm_that_chains_could_not():
+    keras.utils.set_random_seed(0)
     inputs = keras.Input((4,))
-    a = SpectralDense(3)(inputs)
-    b = SpectralDense(3)(inputs)
-    branching = keras.Model(inputs, keras.layers.Add()([a, b]))
-    with pytest.raises(ValueError, match="not supported|only chains"):
-        compact(branching)
+    a = SpectralDense(6, activation="relu")(inputs)
+    b = SpectralDense(6, activation="relu")(inputs)
+    head = SpectralDense(2)
+    branching = keras.Model(inputs, head(keras.layers.Add()([a, b])))
+    prune_nodes(branching, fraction=0.5)  # one coupled group: a and b lose the same nodes
+    small = compact(branching)
+    x, _ = data(n=8, n_in=4)
+    np.testing.assert_allclose(numpy(small(x)), numpy(branching(x)), rtol=1e-5, atol=1e-5)
+    assert small.layers[-1].input_dim == 3
     normalized = keras.Sequential(
         [keras.Input((4,)), SpectralDense(3), keras.layers.BatchNormalization(), SpectralDense(2)]
     )
-    with pytest.raises(ValueError, match="BatchNormalization"):
-        compact(normalized)
+    prune_nodes(normalized, fraction=0.4)
+    assert compact(normalized).layers[1].gamma.shape == (2,)
     with pytest.raises(ValueError, match="`eigenvectors`"):
         compact(spectral_mlp(), eigenvectors="dense")

@@ -93,5 +93,5 @@ def test_a_dense_first_layer_is_refused():
     model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(8), SpectralDense(2)])
     with pytest.raises(ValueError, match="needs a SpectralDense there"):
         input_relevance(model)
-    with pytest.raises(ValueError, match="drop_inputs=True needs a SpectralDense first layer"):
+    with pytest.raises(ValueError, match="drop_inputs=True needs the model input to be read by one SpectralDense layer"):
         compact(model, drop_inputs=True)

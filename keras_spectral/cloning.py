@@ -1,0 +1,66 @@
+"""Copies of layers and models that do not depend on rebuilding initializers from config.
+
+`keras.layers.Layer.from_config(layer.get_config())` fails for a layer made with a
+callable initializer, regularizer or constraint (a lambda, a local function), which the
+config cannot hold. `clone_layer` builds the copy without them and then gives it the
+original objects, so any layer that could be built can be copied.
+"""
+
+import keras
+
+_OBJECT_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
+
+
+def clone_layer(layer, cls=None, **overrides):
+    """An unbuilt copy of `layer` (of class `cls`, default its own) with its config,
+    updated by `overrides`; initializers, regularizers and constraints are the
+    original objects, not rebuilt from config. Weights are not copied."""
+    config = layer.get_config()
+    config.update(overrides)
+    objects = {}
+    for key in list(config):
+        if key.endswith(_OBJECT_SUFFIXES) and key not in overrides and hasattr(layer, key):
+            objects[key] = getattr(layer, key)
+            del config[key]
+    try:
+        clone = (cls or layer.__class__).from_config(config)
+    except Exception as error:
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) cannot be copied from its config "
+            f"(get_config / from_config); Keras said: {error}"
+        ) from error
+    for key, value in objects.items():
+        setattr(clone, key, value)
+    return clone
+
+
+def replace_layers(model, replace):
+    """A copy of `model` (Sequential, functional, nested models included) in which each
+    layer is `replace(layer)` where that returns a layer, else a copy with the same
+    weights. The input model is not modified."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Expected a keras.Model. Received: model={model!r}")
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' is not built; call it on data (or build it) first.")
+    copies = []
+
+    def clone(layer):
+        new = replace(layer)
+        if new is not None:
+            return new
+        new = clone_layer(layer)
+        copies.append((layer, new))
+        return new
+
+    try:
+        result = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    except ValueError as error:
+        raise ValueError(
+            f"Model '{model.name}' ({type(model).__name__}) could not be rebuilt: expected a "
+            "keras.Sequential or a functional keras.Model (a subclassed model has no graph of "
+            f"layers to rebuild). Keras said: {error}"
+        ) from error
+    for layer, new in copies:
+        if layer.weights:
+            new.set_weights(layer.get_weights())
+    return result

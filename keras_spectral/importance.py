@@ -1,0 +1,80 @@
+"""Importance criteria: one score per node of a node group (higher = more important).
+
+A node's spectral knobs are `|λ_out|` in the layers that produce it and `|λ_in|` (its
+rows) in the layers that read it; summed over a coupled group's producers and readers:
+
+- `"in"`: `Σ |λ_in|` of the reading SpectralDense layers. In `w = φᵀ ⊙ (λ_in − λ_out)`
+  the node's whole outgoing row scales with `λ_in` on top of the part shared by all rows.
+- `"out"`: `Σ |λ_out|` of the producing SpectralDense layers (the criterion of Buffoni
+  et al., 2022, whose layers train `λ_out` alone).
+- `"sum"` (default): `"out" + "in"`, both knobs of the node.
+- `"product"`: `"out" · "in"`.
+- `"l1"`: the L1 norm of the node's incoming weights (its kernel columns in the
+  producers), the classic magnitude criterion, for comparison; works with Dense producers.
+
+The default was chosen by experiment (`benchmarks/sparsity.py nodes`; `docs/sparsity.md`).
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_spectral.layers import SpectralDense
+
+SCORES = ("in", "out", "sum", "product", "l1")
+
+
+class NonFiniteScoresError(ValueError):
+    """Raised when nodes would be ranked by NaN or infinite scores (a diverged run)."""
+
+
+def _values(variable):
+    return np.asarray(ops.convert_to_numpy(variable), dtype="float64")
+
+
+def _needs(score):
+    """(reads the producers' λ_out, reads the readers' λ_in) for a spectral score."""
+    return score in ("out", "sum", "product"), score in ("in", "sum", "product")
+
+
+def can_score(group, score):
+    """Whether `score` can rank `group`: the layers it reads must be SpectralDense."""
+    if score == "l1":
+        return True
+    needs_out, needs_in = _needs(score)
+    return (not needs_out or all(isinstance(p, SpectralDense) for p in group.producers)) and (
+        not needs_in or (group.consumers and all(isinstance(c, SpectralDense) for c, _ in group.consumers))
+    )
+
+
+def scores(group, score):
+    """The `score` of each node of `group`, a float64 array of `group.size`."""
+    if score == "l1":
+        return sum(np.abs(_values(p.kernel)).sum(axis=0) for p in group.producers)
+    needs_out, needs_in = _needs(score)
+    lam_out = sum(np.abs(_values(p.eigenvalues_out)) for p in group.producers) if needs_out else None
+    lam_in = (
+        sum(np.abs(_values(c.eigenvalues_in))[offset : offset + group.size] for c, offset in group.consumers)
+        if needs_in
+        else None
+    )
+    if score == "in":
+        return lam_in
+    if score == "out":
+        return lam_out
+    return lam_out + lam_in if score == "sum" else lam_out * lam_in
+
+
+def finite_scores(group, score):
+    """`scores(group, score)`, checked: a NaN or infinite score of a node still present
+    raises `NonFiniteScoresError` naming the group (removed nodes do not count)."""
+    values = scores(group, score)
+    bad = ~np.isfinite(values) & group.active()
+    if bad.any():
+        raise NonFiniteScoresError(
+            f"Node group '{group.name}' has {int(bad.sum())} node(s) with non-finite "
+            f"{'weights' if score == 'l1' else 'eigenvalues'} (NaN or inf; read from {[layer.name for layer in group.layers]} with score="
+            f"{score!r}), so its nodes cannot be ranked; nothing was pruned. The training has "
+            "probably diverged: lower the learning rate, or stop such runs with "
+            "keras.callbacks.TerminateOnNaN."
+        )
+    return values
