@@ -431,7 +431,9 @@ def plot(records, path):
         ax.set_xlabel("prunable nodes removed (%)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-    fig.suptitle("python benchmarks/graph_pruning.py report", fontsize=7)
+    machines = "; ".join(sorted({r.get("machine", "?") for r in records}))
+    dates = sorted({r.get("date", "?") for r in records})
+    fig.suptitle(f"python benchmarks/graph_pruning.py report · {machines} · {dates[0]} to {dates[-1]}", fontsize=7)
     finish_figure(fig, axes, path)
 
 

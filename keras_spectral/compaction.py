@@ -25,25 +25,23 @@ def _removed_features(graph, groups):
     """`{id(layer): boolean array over its input features, True = removed}` for every
     reader and per-feature layer of the compacted groups, and
     `{id(layer): boolean array over its outputs}` for their producers."""
-    removed_in, removed_out, layers = {}, {}, {}
+    removed_in, removed_out = {}, {}
     inputs = {id(call.layer): call for call in graph.calls}
     for group, dead in groups:
         for producer in group.producers:
             removed_out[id(producer)] = dead
-            layers[id(producer)] = producer
         for layer, offset in group.consumers + group.passes:
             n = _feature_count(graph, inputs[id(layer)])
             flags = removed_in.setdefault(id(layer), np.zeros(n, dtype=bool))
             flags[offset : offset + group.size] |= dead
-            layers[id(layer)] = layer
-    return removed_in, removed_out, layers
+    return removed_in, removed_out
 
 
-def _reader_inputs(graph, calls, removed_in):
+def _reader_inputs(graph, removed_in):
     """The value each removed feature has where a fully connected layer reads it, with
     the model run once on zeros: removed nodes output constants (their producers'
     `activation(bias)`, through per-feature layers), so one run gives them all."""
-    readers = [c for c in calls if isinstance(c.layer, FULLY_CONNECTED_LAYERS) and id(c.layer) in removed_in]
+    readers = [c for c in graph.calls if isinstance(c.layer, FULLY_CONNECTED_LAYERS) and id(c.layer) in removed_in]
     if not readers:
         return {}
     probes = []
@@ -123,11 +121,11 @@ def compact(model, eigenvectors=None, drop_inputs=False):
                     "percentile mask depends on the whole kernel, so removing nodes would "
                     "change it. compact() handles node pruning without kernel_sparsity."
                 )
-    removed_in, removed_out, _ = _removed_features(graph, groups)
+    removed_in, removed_out = _removed_features(graph, groups)
     input_shapes = None
     if drop_inputs:
         input_shapes = _drop_inputs(model, graph, removed_in)
-    read_values = _reader_inputs(graph, graph.calls, removed_in)
+    read_values = _reader_inputs(graph, removed_in)
 
     replacements = {}
     for call in graph.calls:

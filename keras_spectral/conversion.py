@@ -21,16 +21,10 @@ import numpy as np
 from keras import ops
 
 from keras_spectral import eigenvectors as eigenvector_modes
+from keras_spectral.eigenvectors import _constant
 from keras_spectral.cloning import replace_layers
 from keras_spectral.layers import SpectralDense
 from keras_spectral.validation import check_choice
-
-
-def _constant(array):
-    def initializer(shape, dtype=None):
-        return ops.cast(ops.convert_to_tensor(array), dtype)
-
-    return initializer
 
 
 def from_dense(layer, eigenvectors="trainable", eigenvector_rank=None, **kwargs):

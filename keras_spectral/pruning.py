@@ -48,27 +48,29 @@ def _spectral_graph(model):
 
 def removable_groups(model):
     """The prunable node groups of `model` (a model with at least one SpectralDense)."""
-    groups = [group for group in node_groups(_spectral_graph(model)) if group.prunable]
+    every = node_groups(_spectral_graph(model))
+    groups = [group for group in every if group.prunable]
     if not groups:
-        described = "; ".join(f"'{g.name}': {g.reason}" for g in node_groups(model)) or "none"
+        described = "; ".join(f"'{g.name}': {g.reason}" for g in every) or "none"
         raise ValueError(
             f"Model '{model.name}' has no hidden nodes that can be pruned. Its node groups: {described}."
         )
     return groups
 
 
-def node_sparsity(model):
+def node_sparsity(model, groups=None):
     """`{group name: fraction of its nodes removed}` for every prunable node group (a
-    chain's groups are its hidden layers, named after their producing layer)."""
-    return {g.name: float(1.0 - g.active().mean()) for g in removable_groups(model)}
+    chain's groups are its hidden layers, named after their producing layer); `groups`:
+    those of `removable_groups(model)`, if already read."""
+    return {g.name: float(1.0 - g.active().mean()) for g in (groups or removable_groups(model))}
 
 
-def prunable_groups(model, score):
+def prunable_groups(model, score, groups=None):
     """The prunable node groups that `score` can rank: those whose layers it reads are
     SpectralDense (`"out"`: the producers, `"in"`: the readers, `"sum"`/`"product"`:
-    both; `"l1"`: any)."""
+    both; `"l1"`: any). `groups`: those of `removable_groups(model)`, if already read."""
     check_choice("score", score, SCORES)
-    groups = [g for g in removable_groups(model) if importance.can_score(g, score)]
+    groups = [g for g in (groups or removable_groups(model)) if importance.can_score(g, score)]
     if not groups:
         raise ValueError(
             f"No node group of model '{model.name}' can be scored with score={score!r}: "
@@ -110,7 +112,8 @@ def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"
         check_fraction("fraction", fraction)
     if threshold is not None:
         check_non_negative("threshold", threshold)
-    groups = prunable_groups(model, score)
+    every = removable_groups(model)
+    groups = prunable_groups(model, score, every)
     alive = [g.active() for g in groups]
     # Checked first for every group, so non-finite scores change nothing; removed
     # nodes rank below everything, so they stay removed.
@@ -135,7 +138,7 @@ def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"
         plan = _global_plan(groups, alive, scores, fraction)
     for g, nodes in zip(groups, plan):
         g.remove(nodes)
-    return node_sparsity(model)
+    return node_sparsity(model, every)
 
 
 def _global_plan(groups, alive, scores, fraction):

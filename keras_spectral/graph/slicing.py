@@ -17,19 +17,13 @@ import numpy as np
 from keras import ops
 
 from keras_spectral import eigenvectors as eigenvector_modes
+from keras_spectral.eigenvectors import _constant
 from keras_spectral.cloning import clone_layer
 from keras_spectral.layers import SpectralDense
 
 
 def numpy(x):
     return np.asarray(ops.convert_to_numpy(x), dtype="float64")
-
-
-def _constant(array):
-    def initializer(shape, dtype=None):
-        return ops.cast(ops.convert_to_tensor(array), dtype)
-
-    return initializer
 
 
 def slice_spectral(layer, keep_in, keep_out, input_shape, bias, eigenvectors=None):
