@@ -27,6 +27,8 @@ with `eigenvector_basis="kronecker"` is that structure with equal, fixed scales 
 factorization at build, nothing trained): an eigenvalues-only layer at `O(n^1.5)` cost.
 """
 
+import warnings
+
 import numpy as np
 from keras import ops
 
@@ -64,6 +66,7 @@ class _Eigenvectors:
             regularizer=layer.eigenvectors_regularizer if trainable else None,
             constraint=layer.eigenvectors_constraint if trainable else None,
             trainable=trainable,
+            autocast=False,  # the kernel is formed in float32 under mixed precision
         )
 
     def _initial_matrix(self):
@@ -270,7 +273,18 @@ class LowRankEigenvectors(_Eigenvectors):
         # The best rank-r approximation of φ, rescaled to φ's Frobenius norm so the
         # kernel starts at the scale the initializer chose (truncation alone would shrink
         # it by about sqrt(r / k)).
-        s = s * np.sqrt(np.sum(s**2) / np.sum(s[:r] ** 2))
+        # A zero φ (`eigenvectors_initializer="zeros"`) has nothing to rescale: it stays
+        # zero, and so do both factors' gradients, which the warning says.
+        kept = np.sum(s[:r] ** 2)
+        if kept > 0:
+            s = s * np.sqrt(np.sum(s**2) / kept)
+        else:
+            warnings.warn(
+                f"Layer '{self.layer.name}': the eigenvector initializer gave φ = 0, so both low-rank "
+                "factors start at 0 and receive zero gradients (the layer outputs its bias and "
+                "stays there). Use a non-zero `eigenvectors_initializer` to train φ.",
+                stacklevel=4,
+            )
         root = np.sqrt(s[:r])
         self.factor_in = self._add(
             "eigenvector_factor_in", (self.n_in, r), _constant(u[:, :r] * root), True
@@ -310,6 +324,17 @@ class _KroneckerBasis:
     orthogonal matrices (`keras_spectral.kronecker`), applied without forming them."""
 
     def _add_kronecker(self, name, n):
+        a, b = kronecker.split_size(n)
+        if n > 32 and a + b > n / 2:  # e.g. a prime n: one dense n × n factor
+            warnings.warn(
+                f"Layer '{self.layer.name}': {n} = {a} × {b} has no divisor near √{n}, so its "
+                f"Kronecker basis costs {n * (a + b):,} multiply-adds per row, no fewer than "
+                f"about half a dense basis' {n * n:,}. For the speed-up choose a width with a balanced "
+                f"factorisation (the next is {kronecker.balanced_width(n)} = "
+                f"{' × '.join(map(str, kronecker.split_size(kronecker.balanced_width(n))))}), "
+                'or pass eigenvector_basis="dense".',
+                stacklevel=5,
+            )
         left, right = kronecker.random_orthogonal_factors(n)
         return (
             self._add(f"{name}_left", left.shape, _constant(left), False),

@@ -20,6 +20,15 @@ def split_size(n):
     return a, n // a
 
 
+def balanced_width(n):
+    """The smallest width `m ≥ n` whose split `a × b` has `a + b` within 25 % of `2√m`
+    (the cheapest a Kronecker basis can be), to suggest in place of an unbalanced `n`."""
+    m = n
+    while sum(split_size(m)) > 1.25 * 2 * math.sqrt(m):
+        m += 1
+    return m
+
+
 def random_orthogonal_factors(n):
     """The two orthogonal factors of a random `n × n` Kronecker-structured orthogonal
     matrix, as float64 arrays, drawn with Keras' (seedable) random generator."""

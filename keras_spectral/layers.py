@@ -78,7 +78,9 @@ class SpectralDense(keras.layers.Layer):
         eigenvector_basis: Fixed bases of the `"svd"`, `"qr"` and `"qr_full"` modes:
             `"kronecker"` (their default: random Kronecker-structured orthogonal
             matrices, applied in `n · (a + b)` instead of `n²` multiply-adds for
-            `n = a · b`, so training costs about what Dense costs; the trained factor
+            `n = a · b`, so training costs about what Dense costs; a width with no
+            divisor near its square root, a prime above all, gets no speed-up and a
+            warning; the trained factor
             starts from the initializer's φ) or `"dense"` (the exact factors of the
             initializer's φ). With `eigenvectors="frozen"`, `"kronecker"` makes φ
             itself structured (`φᵀ = c · Vᵀ Uᵀ` with Kronecker-structured orthonormal
@@ -261,6 +263,7 @@ class SpectralDense(keras.layers.Layer):
             regularizer=self.eigenvalues_in_regularizer,
             constraint=self.eigenvalues_in_constraint,
             trainable=self.train_eigenvalues_in,
+            autocast=False,  # read in float32 under mixed precision; `call` casts
         )
         self.eigenvalues_out = self.add_weight(
             name="eigenvalues_out",
@@ -269,6 +272,7 @@ class SpectralDense(keras.layers.Layer):
             regularizer=self.eigenvalues_out_regularizer,
             constraint=self.eigenvalues_out_constraint,
             trainable=self.train_eigenvalues_out,
+            autocast=False,  # read in float32 under mixed precision; `call` casts
         )
         # Node masks (1 = active, 0 = removed), set by the pruning tools in
         # `keras_spectral.pruning`; part of the saved state like any weight.
@@ -365,8 +369,12 @@ class SpectralDense(keras.layers.Layer):
             scaled, plain = ops.split(self._eigenvectors.project(both, dtype), 2, axis=0)
             x = scaled - plain * lam_out
         else:
-            kernel = self._eigenvectors.matrix(dtype) * (lam_in[:, None] - lam_out[None, :])
-            x = ops.matmul(inputs, kernel)
+            # The kernel is formed in the variables' dtype and cast once, as Dense casts
+            # its kernel: under mixed precision a product of factors (svd, qr, lowrank)
+            # formed in float16 / bfloat16 would carry their rounding errors too.
+            wide = self.variable_dtype
+            gap = ops.cast(self.eigenvalues_in, wide)[:, None] - ops.cast(self.eigenvalues_out, wide)[None, :]
+            x = ops.matmul(inputs, ops.cast(self._eigenvectors.matrix(wide) * gap, dtype))
         x = x * mask_out
         if self.bias is not None:
             x = ops.add(x, ops.cast(self.bias, dtype))

@@ -1,7 +1,8 @@
 """Pictures of the spectrum: eigenvalue histograms, input-relevance maps, removal curves.
 
 Needs matplotlib (`pip install "keras-spectral[plots]"`). Every function returns a
-`matplotlib.figure.Figure` and, given `path`, also saves it as a PNG (written atomically).
+`matplotlib.figure.Figure` and, given `path`, also saves it (PNG, PDF or SVG, by the
+extension; written atomically).
 Nothing here opens a window: figures are made without pyplot's global state, so they work
 headless (and in notebooks, where a returned Figure displays itself).
 
@@ -23,6 +24,9 @@ from keras_spectral.layers import SpectralDense
 from keras_spectral.relevance import input_relevance
 
 
+SAVE_FORMATS = (".png", ".pdf", ".svg")
+
+
 def _figure(rows, cols, size):
     try:
         from matplotlib.figure import Figure
@@ -36,15 +40,35 @@ def _figure(rows, cols, size):
 
 
 def save(figure, path, dpi=110):
-    """Save `figure` as a PNG at `path`, atomically (a partial file never replaces a good one)."""
+    """Save `figure` at `path` in the format its extension names (`.png`, `.pdf`, `.svg`),
+    atomically: the image is written to a partial file beside it and renamed into place,
+    so a failed save never replaces a good file or leaves a partial one behind."""
+    if not hasattr(figure, "savefig"):
+        raise TypeError(
+            f"Received an invalid value for `figure`, expected a matplotlib Figure. Received: figure={figure!r}"
+        )
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"Received an invalid value for `path`, expected a file path. Received: path={path!r}")
-    directory = os.path.dirname(os.fspath(path))
+    path = os.fspath(path)
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in SAVE_FORMATS:
+        raise ValueError(
+            f"Received an invalid value for `path`, expected a file name ending in "
+            f"{', '.join(SAVE_FORMATS)}. Received: path={path!r}"
+        )
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Received an invalid value for `path`: {path!r} is a directory; give a file name.")
+    directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    partial = os.fspath(path) + ".partial.png"
-    figure.savefig(partial, dpi=dpi, format="png")
-    os.replace(partial, path)
+    partial = path + ".partial" + extension
+    try:
+        figure.savefig(partial, dpi=dpi, format=extension[1:])
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise
     return path
 
 
@@ -120,6 +144,13 @@ def spectrum(model, bins=40, path=None):
         for ax, side in zip(row, ("in", "out")):
             values = _numpy(getattr(layer, f"eigenvalues_{side}"))
             kept = present[(layer.name, side)]
+            bad = int(np.sum(~np.isfinite(values[kept])))
+            if bad:
+                raise ValueError(
+                    f"Layer '{layer.name}' has {bad} non-finite `eigenvalues_{side}` (NaN or inf) "
+                    "among its present nodes, so its spectrum cannot be drawn; the training has "
+                    "probably diverged."
+                )
             ax.hist(values[kept], bins=bins, color="tab:blue" if side == "in" else "tab:orange")
             removed = int(np.sum(~kept))
             note = f", {removed} removed" if removed else ""
@@ -167,18 +198,35 @@ def relevance_map(model, image_shape, path=None, cmap="viridis"):
 
 
 def _records(results):
-    if isinstance(results, (str, os.PathLike)):
-        from keras_spectral.results import ResultsFile
+    from keras_spectral.results import ResultsFile
 
-        if not os.path.exists(results):
-            raise FileNotFoundError(f"Results file not found: {os.fspath(results)!r}")
-        return ResultsFile(results).records()
-    if isinstance(results, list) and all(isinstance(r, dict) for r in results):
+    if isinstance(results, (str, os.PathLike)):
+        path = os.fspath(results)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"Results file not found: {path!r}")
+        records = ResultsFile(path).records()
+        if not records:
+            raise ValueError(f"Results file {path!r} holds no records.")
+        return records
+    if isinstance(results, list) and all(isinstance(r, dict) and isinstance(r.get("key"), dict) for r in results):
         return results
     raise TypeError(
         "Received an invalid value for `results`, expected a results-file path or a list of "
-        f"records. Received: results={type(results).__name__}"
+        f"records (dicts with a `key` dict). Received: results={type(results).__name__}"
     )
+
+
+def _fraction(value, what, record):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise ValueError(
+            f"Record {record['key']} has an invalid {what} in its `accuracy` dict, expected a fraction "
+            f"in [0, 1] (accuracies are stored as fractions, not percent). Received: {value!r}"
+        )
+    return number
 
 
 def removal_curves(results, path=None, group_by="method", **where):
@@ -187,22 +235,34 @@ def removal_curves(results, path=None, group_by="method", **where):
     fraction removed (as a string, e.g. `"0.9"`) to a test accuracy in [0, 1].
 
     Records are filtered by `where` (key fields, e.g. `dataset="mnist",
-    activation="tanh"`) and grouped by the key field `group_by`; each group's curve is
-    the mean over its records with the standard deviation as error bars.
+    activation="tanh"`; compared as stored, so a tuple matches a stored list) and grouped
+    by the key field `group_by`, which every matching record must have; each group's curve
+    is the mean over its records with the standard deviation as error bars.
 
     Returns:
         A `matplotlib.figure.Figure`.
     """
+    from keras_spectral.results import _stored
+
+    wanted = _stored(where)
     records = [r for r in _records(results)
                if isinstance(r.get("accuracy"), dict)
-               and all(r["key"].get(field) == value for field, value in where.items())]
+               and all(field in r["key"] and r["key"][field] == value for field, value in wanted.items())]
     if not records:
         raise ValueError(f"No records with an accuracy curve match {where or 'the results'}.")
+    fields = set.intersection(*(set(r["key"]) for r in records))
+    if group_by not in fields:
+        raise ValueError(
+            f"Received an invalid value for `group_by`, expected a key field of every matching record: "
+            f"{', '.join(sorted(fields)) or '(none)'}. Received: group_by={group_by!r}"
+        )
     groups = {}
     for record in records:
-        label = record["key"].get(group_by, "?")
+        label = record["key"][group_by]
         for fraction, value in record["accuracy"].items():
-            groups.setdefault(str(label), {}).setdefault(float(fraction), []).append(float(value))
+            curve = groups.setdefault(str(label), {})
+            curve.setdefault(_fraction(fraction, f"fraction removed {fraction!r}", record), []).append(
+                _fraction(value, f"accuracy for {fraction!r}", record))
     figure, axes = _figure(1, 1, (5.0, 3.6))
     ax = axes[0][0]
     for label, curve in groups.items():

@@ -87,12 +87,16 @@ def input_relevance(model):
             f"Layer '{layer.name}' has non-finite input eigenvalues (NaN or inf), so input "
             "features cannot be ranked; the training has probably diverged."
         )
-    return values * (mask != 0)
+    return np.where(mask != 0, values, 0.0)  # not `values * mask`: a removed NaN must score 0
 
 
 def rank_inputs(model):
-    """Input feature indices from most to least relevant (ties keep index order)."""
-    return np.argsort(-input_relevance(model), kind="stable")
+    """Input feature indices from most to least relevant: the present features first, by
+    score (ties keep index order), then the removed ones (which score 0, as may present
+    features whose `λ_in` is exactly 0)."""
+    scores = input_relevance(model)
+    removed = _numpy(first_layer(model).eigenvalues_in_mask) == 0
+    return np.lexsort((np.arange(scores.size), -scores, removed))
 
 
 def kept_inputs(model):

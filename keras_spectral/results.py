@@ -5,8 +5,9 @@ interrupted run never leaves a torn file; a rerun skips the cells already record
 hold an exclusive lock on `<path>.lock`, so several processes can share one file. Keys are
 stored as JSON: tuples become lists and NumPy scalars plain numbers, and lookups compare
 keys in that stored form. A torn final line (a file written by other means and cut short)
-is reported and skipped, and dropped by the next append; a bad line elsewhere is an error
-naming the file and line.
+is reported and skipped, and dropped by the next append; a bad line elsewhere, a line
+that is JSON but not a record (an object with a `key` dict) and a file that is not text are
+errors naming the file (and line), for every method alike.
 """
 
 import contextlib
@@ -60,13 +61,27 @@ class ResultsFile:
     def records(self):
         if not os.path.exists(self.path):
             return []
-        with open(self.path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{self.path} is not a results file: it is not UTF-8 text ({error}). Expected "
+                "JSON lines, one record per line."
+            ) from None
         numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
         records = []
         for position, (number, line) in enumerate(numbered):
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("key"), dict):
+                    what = "a JSON object" if not isinstance(record, dict) else "an object without a `key` dict"
+                    raise ValueError(
+                        f"{self.path}, line {number}: not a results record: expected a JSON object "
+                        f'with a `key` dict ({{"key": {{...}}, ...}}), got {what}: {line[:80]!r}. '
+                        "Fix or remove that line; the other records are intact."
+                    )
+                records.append(record)
             except json.JSONDecodeError as error:
                 if position == len(numbered) - 1:
                     warnings.warn(

@@ -24,13 +24,39 @@ Example:
 
 import math
 import os
+import tempfile
 
 import keras
 import numpy as np
 
 from keras_spectral.plots import present_nodes, spectral_layers
-from keras_spectral.relevance import input_relevance
+from keras_spectral.relevance import first_layer, input_relevance
 from keras_spectral.validation import check_positive_int
+
+
+def _check_not_a_file(log_dir):
+    if os.path.exists(log_dir) and not os.path.isdir(log_dir):
+        raise ValueError(
+            f"Received an invalid value for `log_dir`, expected a directory, but {log_dir!r} is an "
+            f"existing file. Received: log_dir={log_dir!r}"
+        )
+
+
+def _writable_run(log_dir):
+    """`<log_dir>/spectrum`, made and probed with a file before training, so a bad
+    `log_dir` is refused in words rather than by TensorFlow's summary writer."""
+    _check_not_a_file(log_dir)
+    run = os.path.join(log_dir, "spectrum")
+    try:
+        os.makedirs(run, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run):
+            pass
+    except OSError as error:
+        raise PermissionError(
+            f"`log_dir` {log_dir!r} is not writable, so SpectrumSummary cannot write its run "
+            f"{run!r} ({error.strerror or error})."
+        ) from None
+    return run
 
 
 class SpectrumSummary(keras.callbacks.Callback):
@@ -59,6 +85,7 @@ class SpectrumSummary(keras.callbacks.Callback):
                 "Received an invalid value for `image_shape`, expected None, (height, width) or "
                 f"(height, width, channels) of positive integers. Received: image_shape={image_shape!r}"
             )
+        _check_not_a_file(os.fspath(log_dir))
         self.log_dir = os.fspath(log_dir)
         self.image_shape = None if image_shape is None else tuple(image_shape)
         self.freq = freq
@@ -67,16 +94,24 @@ class SpectrumSummary(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._layers = spectral_layers(self.model)  # fails early on a model without them
         if self.image_shape is not None:
-            features = self._layers[0].input_dim
+            try:
+                features = first_layer(self.model).input_dim
+            except ValueError as error:
+                raise ValueError(
+                    f"`image_shape` asks for the input-relevance image, which needs the model's input "
+                    f"to be read by a SpectralDense layer: {error}"
+                ) from None
             if math.prod(self.image_shape) != features:
                 raise ValueError(
-                    f"`image_shape` {self.image_shape} has {math.prod(self.image_shape)} entries, "
-                    f"but the first layer has {features} input features."
+                    f"Received an invalid value for `image_shape`: {self.image_shape} has "
+                    f"{math.prod(self.image_shape)} entries, but the SpectralDense layer reading the "
+                    f"model's input has {features} input features. Received: image_shape={self.image_shape}"
                 )
+        run = _writable_run(self.log_dir)
         import tensorflow as tf
 
         self._tf = tf
-        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "spectrum"))
+        self._writer = tf.summary.create_file_writer(run)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.freq:

@@ -5,6 +5,7 @@ Backend-agnostic: run under each backend with `KERAS_BACKEND=tensorflow|jax|torc
 """
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -327,3 +328,192 @@ def test_a_model_file_still_loads_after_refused_weights(tmp_path):
     fresh.save(path)
     loaded = keras.saving.load_model(path)
     np.testing.assert_array_equal(numpy(loaded.layers[0].kernel), numpy(fresh.layers[0].kernel))
+
+
+# --- relevance, plots, summaries, low rank (reliability round 2, issue #21) ---------------
+
+
+def relevance_chain(n_in=6, **options):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((n_in,)), SpectralDense(4, name="first", **options),
+                              SpectralDense(2, name="head")])
+    model.build((None, n_in))
+    return model
+
+
+def test_a_second_remove_inputs_keeps_present_features_with_zero_eigenvalues():
+    from keras_spectral import kept_inputs, remove_inputs
+
+    model = relevance_chain()
+    layer = model.get_layer("first")
+    remove_inputs(model, keep=4)  # features 4 and 5 ... or whichever ranked last: masked out
+    removed = np.flatnonzero(numpy(layer.eigenvalues_in_mask) == 0)
+    present = np.flatnonzero(numpy(layer.eigenvalues_in_mask) != 0)
+    values = numpy(layer.eigenvalues_in).copy()
+    values[present[:2]] = 0.0  # present, but λ_in exactly 0 (as NonNeg can leave them)
+    layer.eigenvalues_in.assign(values)
+    assert len(removed) == 2
+    kept = remove_inputs(model, keep=3)
+    assert len(kept) == 3 and not set(kept) & set(removed)
+    assert list(kept_inputs(model)) == list(kept)
+    remove_inputs(model, fraction=0.5)  # 3 of 6 removed already: nothing more to remove
+    assert len(kept_inputs(model)) == 3
+
+
+def test_rank_inputs_puts_removed_features_last():
+    from keras_spectral import rank_inputs, remove_inputs
+
+    model = relevance_chain()
+    layer = model.get_layer("first")
+    remove_inputs(model, keep=4)
+    removed = set(np.flatnonzero(numpy(layer.eigenvalues_in_mask) == 0))
+    layer.eigenvalues_in.assign(np.zeros(6, "float32"))  # every score ties at 0
+    assert set(rank_inputs(model)[-2:]) == removed
+
+
+def test_lowrank_with_a_zero_initializer_gives_finite_outputs():
+    with pytest.warns(UserWarning, match="φ = 0"):
+        model = relevance_chain(eigenvectors="lowrank", eigenvector_rank=2, eigenvectors_initializer="zeros")
+    out = numpy(model(np.ones((3, 6), "float32")))
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(numpy(model.get_layer("first").kernel), 0.0)
+
+
+plots_needed = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("matplotlib") is None, reason="needs matplotlib")
+
+
+def curve_records(**accuracy):
+    accuracy = accuracy or {"0.0": 0.9, "0.9": 0.5}
+    return [{"key": {"method": m, "hidden": [5, 5], "seed": 0}, "accuracy": dict(accuracy)} for m in ("spectral", "dense")]
+
+
+@plots_needed
+@pytest.mark.parametrize(
+    "records, kwargs, match",
+    [
+        (curve_records(**{"0.0": 97.5}), {}, r"invalid accuracy for '0.0'.*fraction in \[0, 1\].*97.5"),
+        (curve_records(**{"all": 0.5}), {}, r"invalid fraction removed 'all'.*Received: 'all'"),
+        (curve_records(**{"0.5": "high"}), {}, r"invalid accuracy for '0.5'.*'high'"),
+        (curve_records(), {"group_by": "nope"}, r"`group_by`.*hidden, method, seed.*group_by='nope'"),
+    ],
+    ids=["percent", "fraction-key", "accuracy-string", "group_by"],
+)
+def test_removal_curves_rejects_bad_values(records, kwargs, match):
+    from keras_spectral import plots
+
+    with pytest.raises(ValueError, match=match):
+        plots.removal_curves(records, **kwargs)
+
+
+@plots_needed
+def test_removal_curves_filters_in_stored_form():
+    from keras_spectral import plots
+
+    figure = plots.removal_curves(curve_records(), hidden=(5, 5))
+    assert {c.get_label() for c in figure.get_axes()[0].containers} == {"spectral", "dense"}
+
+
+@plots_needed
+def test_plots_save_names_figure_and_path(tmp_path):
+    from keras_spectral import plots
+
+    with pytest.raises(TypeError, match=r"`figure`.*Received: figure=None"):
+        plots.save(None, str(tmp_path / "x.png"))
+    figure = plots.spectrum(relevance_chain())
+    with pytest.raises(ValueError, match=r"`path`.*\.png, \.pdf, \.svg.*spectrum\.jpg"):
+        plots.save(figure, str(tmp_path / "spectrum.jpg"))
+    assert not list(tmp_path.iterdir())
+    plots.save(figure, str(tmp_path / "spectrum.pdf"))
+    with open(tmp_path / "spectrum.pdf", "rb") as f:
+        assert f.read(5) == b"%PDF-"
+    plots.save(figure, str(tmp_path / "spectrum.svg"))
+    with open(tmp_path / "spectrum.svg", encoding="utf-8") as f:
+        assert "<svg" in f.read(2000)
+
+
+@plots_needed
+def test_spectrum_names_the_layer_with_non_finite_eigenvalues():
+    from keras_spectral import plots
+
+    model = relevance_chain()
+    layer = model.get_layer("head")
+    layer.eigenvalues_out.assign(np.array([NAN, 1.0], "float32"))
+    with pytest.raises(ValueError, match=r"Layer 'head' has 1 non-finite `eigenvalues_out`"):
+        plots.spectrum(model)
+
+
+def flatten_first():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2, 3)), keras.layers.Flatten(name="flat"),
+                              SpectralDense(4, activation="relu", name="first"), SpectralDense(2, name="head")])
+    model.compile("adam", "mse")
+    return model
+
+
+@plots_needed
+def test_spectrum_and_summary_accept_a_flatten_first(tmp_path):
+    pytest.importorskip("tensorflow")
+    from keras_spectral import plots
+    from keras_spectral.summaries import SpectrumSummary
+
+    model = flatten_first()
+    assert len(plots.spectrum(model).get_axes()) == 4
+    model.fit(np.ones((8, 2, 3)), np.zeros((8, 2)), epochs=1, verbose=0,
+              callbacks=[SpectrumSummary(str(tmp_path / "logs"), image_shape=(2, 3))])
+    assert os.listdir(tmp_path / "logs" / "spectrum")
+
+
+def test_spectrum_summary_checks_image_shape_against_the_layer_reading_the_input(tmp_path):
+    pytest.importorskip("tensorflow")
+    from keras_spectral.summaries import SpectrumSummary
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="dense_first"),
+                              SpectralDense(2, name="head")])
+    model.compile("adam", "mse")
+    for shape in ((2, 3), (5, 1)):  # 6 entries (the Dense's inputs), 5 (the SpectralDense's)
+        with pytest.raises(ValueError, match=r"`image_shape`.*needs the model's input.*'dense_first' \(Dense\)"):
+            model.fit(np.ones((4, 6)), np.zeros((4, 2)), epochs=1, verbose=0,
+                      callbacks=[SpectrumSummary(str(tmp_path / "logs"), image_shape=shape)])
+    with pytest.raises(ValueError, match=r"`image_shape`: \(2, 2\) has 4 entries.*6 input features"):
+        flatten_first().fit(np.ones((4, 2, 3)), np.zeros((4, 2)), epochs=1, verbose=0,
+                            callbacks=[SpectrumSummary(str(tmp_path / "logs"), image_shape=(2, 2))])
+
+
+def test_spectrum_summary_refuses_a_log_dir_that_is_a_file(tmp_path):
+    pytest.importorskip("tensorflow")
+    from keras_spectral.summaries import SpectrumSummary
+
+    path = tmp_path / "taken"
+    path.write_text("not a directory")
+    with pytest.raises(ValueError, match=r"`log_dir`.*existing file"):
+        SpectrumSummary(str(path))
+    summary = SpectrumSummary(str(tmp_path / "later"))
+    (tmp_path / "later").write_text("made a file after the callback")
+    model = flatten_first()
+    with pytest.raises(ValueError, match=r"`log_dir`.*existing file"):
+        model.fit(np.ones((4, 2, 3)), np.zeros((4, 2)), epochs=1, verbose=0, callbacks=[summary])
+    assert (tmp_path / "later").read_text() == "made a file after the callback"
+
+
+def test_spectrum_summary_refuses_a_log_dir_it_cannot_write(tmp_path, monkeypatch):
+    pytest.importorskip("tensorflow")
+    import tempfile
+
+    from keras_spectral.summaries import SpectrumSummary
+
+    target = tmp_path / "read_only"
+    target.mkdir()
+    os.chmod(target, 0o500)
+    if os.access(target, os.W_OK):  # root writes anywhere: make the probe fail as a read-only mount would
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    try:
+        with pytest.raises(PermissionError, match=r"`log_dir` .*read_only.* is not writable"):
+            flatten_first().fit(np.ones((4, 2, 3)), np.zeros((4, 2)), epochs=1, verbose=0,
+                                callbacks=[SpectrumSummary(str(target))])
+    finally:
+        os.chmod(target, 0o700)

@@ -390,3 +390,96 @@ def test_threshold_timing_counts_optimizer_steps_with_steps_per_execution():
     model.fit(x, np.zeros((48, 3)), batch_size=4, epochs=1, verbose=0,
               callbacks=[Counting(threshold=0.0, begin_step=5, frequency=3)])
     assert [step for _, step in calls] == [0, 4, 8]  # one call per execution, optimizer steps
+
+
+# --- newer modules: NaN eigenvalues, failed saves, results files of the wrong shape (#21) --
+
+
+def test_a_removed_input_with_a_nan_eigenvalue_scores_zero():
+    from keras_spectral import input_relevance, rank_inputs, remove_inputs
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), SpectralDense(3, name="first"), SpectralDense(2)])
+    model.build((None, 5))
+    layer = model.get_layer("first")
+    remove_inputs(model, keep=3)
+    removed = np.flatnonzero(numpy(layer.eigenvalues_in_mask) == 0)
+    values = numpy(layer.eigenvalues_in).copy()
+    values[removed[0]] = np.nan  # a diverged value left behind in a removed slot
+    layer.eigenvalues_in.assign(values)
+    scores = input_relevance(model)
+    assert scores[removed[0]] == 0.0 and np.all(np.isfinite(scores))
+    assert set(rank_inputs(model)[-2:]) == set(removed)
+
+
+def test_plots_save_onto_a_directory_leaves_no_partial_file(tmp_path):
+    pytest.importorskip("matplotlib")
+    from keras_spectral import plots
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), SpectralDense(3)])
+    model.build((None, 4))
+    target = tmp_path / "figure.png"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError, match="figure.png"):
+        plots.save(plots.spectrum(model), str(target))
+    assert sorted(os.listdir(tmp_path)) == ["figure.png"] and not os.listdir(target)
+
+
+def test_plots_save_removes_its_partial_file_when_the_rename_fails(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from keras_spectral import plots
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), SpectralDense(3)])
+    model.build((None, 4))
+
+    def failing_replace(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="cross-device"):
+        plots.save(plots.spectrum(model), str(tmp_path / "figure.png"))
+    assert os.listdir(tmp_path) == []
+
+
+BAD_RESULTS = [
+    ("binary", b"\x89PNG\r\n\x1a\n\x00\xff\xfe", r"not a results file: it is not UTF-8 text"),
+    ("no-key", b'{"key": {"a": 1}, "v": 1}\n{"accuracy": 0.9}\n', r"line 2: not a results record.*without a `key`"),
+    ("list", b'[1, 2]\n{"key": {"a": 1}}\n', r"line 1: not a results record.*got a JSON object"),
+    ("key-not-dict", b'{"key": 3}\n', r"line 1: not a results record"),
+]
+
+
+@pytest.mark.parametrize("content, match", [c[1:] for c in BAD_RESULTS], ids=[c[0] for c in BAD_RESULTS])
+@pytest.mark.parametrize("method", ["records", "has", "missing", "get", "append", "removal_curves"])
+def test_every_results_method_names_a_file_of_the_wrong_shape(tmp_path, content, match, method):
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(content)
+    results = ResultsFile(str(path))
+    calls = {
+        "records": lambda: results.records(),
+        "has": lambda: results.has({"a": 1}),
+        "missing": lambda: results.missing([{"a": 1}]),
+        "get": lambda: results.get({"a": 1}),
+        "append": lambda: results.append({"a": 2}, {"v": 2}),
+    }
+    if method == "removal_curves":
+        pytest.importorskip("matplotlib")
+        from keras_spectral import plots
+
+        calls[method] = lambda: plots.removal_curves(str(path))
+    with pytest.raises(ValueError, match=match) as error:
+        calls[method]()
+    assert str(path) in str(error.value)
+    assert path.read_bytes() == content  # nothing rewritten
+
+
+def test_removal_curves_names_an_empty_results_file(tmp_path):
+    pytest.importorskip("matplotlib")
+    from keras_spectral import plots
+
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.jsonl' holds no records"):
+        plots.removal_curves(str(path))

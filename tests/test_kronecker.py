@@ -148,3 +148,14 @@ def test_frozen_kronecker_phi_is_structured_unit_variance_and_small():
     stored = sum(int(np.prod(w.shape)) for w in layer.weights)
     assert stored < 0.01 * 2048 * 1024
     assert SpectralDense(8).eigenvector_basis == "dense"  # the papers' stored φ stays the default
+
+
+def test_an_unbalanced_width_warns_that_the_basis_gives_no_speed_up():
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"97 = 1 × 97 has no divisor near √97.*next is 98 = 7 × 14"):
+        SpectralDense(97, eigenvectors="svd").build((None, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # balanced widths (and small ones) stay quiet
+        SpectralDense(500, eigenvectors="svd").build((None, 784))
+        SpectralDense(7, eigenvectors="qr").build((None, 64))

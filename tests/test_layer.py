@@ -217,6 +217,37 @@ def test_mixed_precision(policy):
         keras.config.set_dtype_policy(previous)
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("mode", ["svd", "qr", "lowrank"])
+def test_mixed_precision_kernel_errs_no_more_than_dense(policy, mode):
+    """The kernel of a decomposed mode is formed in float32 and cast once, as Dense casts
+    its kernel, so its outputs err about as Dense's do (not 2-5x more)."""
+    previous = keras.config.dtype_policy()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 96)).astype("float32")
+    try:
+        keras.config.set_dtype_policy(policy)
+        keras.utils.set_random_seed(0)
+        options = {"lowrank": {"eigenvector_rank": 24}, "svd": {"eigenvector_basis": "dense"}}.get(mode, {})
+        layer = SpectralDense(64, eigenvectors=mode, **options)
+        layer.build((None, 96))
+        assert not layer._eigenvectors.prefer_factored(len(x))  # the kernel is formed (not x @ factors)
+        layer.eigenvalues_in.assign(rng.normal(1.0, 0.3, size=96).astype("float32"))
+        layer.eigenvalues_out.assign(rng.normal(0.0, 0.3, size=64).astype("float32"))
+        exact = x.astype("float64") @ numpy(layer.kernel).astype("float64")
+        dense = keras.layers.Dense(64, use_bias=False)
+        dense.build((None, 96))
+        dense.kernel.assign(numpy(layer.kernel))
+        keras.config.set_dtype_policy(previous)
+        spectral_out = numpy(layer(keras.ops.convert_to_tensor(x))).astype("float64")
+        dense_out = numpy(dense(x)).astype("float64")
+    finally:
+        keras.config.set_dtype_policy(previous)
+    spectral_error = np.abs(spectral_out - exact).max()
+    dense_error = np.abs(dense_out - exact).max()
+    assert spectral_error <= 1.5 * dense_error + 1e-6, (spectral_error, dense_error)
+
+
 def _model(options):
     return keras.Sequential(
         [

@@ -82,7 +82,7 @@ def test_removal_curves_from_a_results_file(tmp_path):
         (lambda m: plots.removal_curves(42), "`results`"),
         (lambda m: plots.removal_curves("/nonexistent/results.jsonl"), "not found"),
         (lambda m: plots.spectrum(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])), "no SpectralDense"),
-        (lambda m: plots.save(None, 3), "`path`"),
+        (lambda m: plots.save(plots.spectrum(m), 3), "`path`"),
     ],
 )
 def test_bad_arguments_are_named(call, match):
