@@ -362,3 +362,35 @@ def test_dense_models_need_conversion_first():
     with pytest.raises(ValueError, match="spectralize"):
         prune_nodes(model, fraction=0.5)
     assert "spectralize" in groups_by_name(model)["ffn_in"].reason
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="sub")
+        self.hidden = keras.layers.Dense(4)
+        self.head = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.head(self.hidden(x))
+
+
+def test_pruning_refuses_models_it_cannot_read_and_changes_nothing():
+    sub = _Subclassed()
+    sub(np.ones((1, 3), "float32"))
+    with pytest.raises(ValueError, match=r"Model 'sub' \(_Subclassed\) could not be rebuilt.*subclassed"):
+        spectralize(sub)
+    with pytest.raises(ValueError, match=r"Model 'sub' \(_Subclassed\) is a subclassed model"):
+        node_groups(sub)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(4, name="h")(inputs)
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.LayerNormalization(name="norm")(h))
+    blocked = spectralize(keras.Model(inputs, outputs))
+    with pytest.raises(ValueError, match=r"no hidden nodes that can be pruned.*'h': reaches LayerNormalization 'norm'"):
+        prune_nodes(blocked, fraction=0.5)
+    free = spectralize(keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="h"), keras.layers.Dense(2)]))
+    before = [w.copy() for w in free.get_weights()]
+    with pytest.raises(ValueError, match=r"would remove every node of node group 'h'; nothing was changed"):
+        prune_nodes(free, threshold=1e9)
+    for a, b in zip(before, free.get_weights()):
+        np.testing.assert_array_equal(a, b)
