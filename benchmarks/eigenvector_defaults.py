@@ -30,8 +30,8 @@ import keras
 
 from keras_spectral import datasets
 from keras_spectral.models import build_mlp, trainable_count
-from keras_spectral.results import ResultsFile
-from report_utils import atomic_write, provenance
+from harness.results import ResultsFile
+from harness.report_utils import atomic_write, provenance
 from reproduce import DEFAULT_RESULTS as GRID_RESULTS, fit_and_score, parse_shard, stamp, tuned_rate
 
 DEFAULT_RESULTS = os.path.join("results", "eigenvector_defaults.jsonl")

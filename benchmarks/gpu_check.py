@@ -28,9 +28,9 @@ import numpy as np
 
 from keras_spectral import SpectralDense
 
-from memory_probe import peak_rss_rise
+from harness.memory_probe import peak_rss_rise
 from width_scaling import MODES  # Dense and every mode, as in the width benchmark
-from report_utils import atomic_write
+from harness.report_utils import atomic_write
 
 BATCH = 256
 

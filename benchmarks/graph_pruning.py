@@ -37,7 +37,6 @@ accuracy is reported.
 import argparse
 import math
 import os
-import sys
 import time
 
 import keras
@@ -48,10 +47,10 @@ from keras_spectral import EigenvaluePruning, PolynomialDecay, collapse, compact
 from keras_spectral import importance
 from keras_spectral.graph import ModelGraph, node_groups
 from keras_spectral.pruning import _sync_jax_state
-from keras_spectral.results import ResultsFile
+from harness.results import ResultsFile
 from keras_spectral.schedules import ConstantSparsity
 
-from cells import run_cells
+from harness.cells import run_cells
 from reproduce import parse_shard
 
 DEFAULT_RESULTS = "results/graph_pruning.jsonl"
@@ -426,7 +425,7 @@ def plot(records, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from report_utils import finish_figure
+    from harness.report_utils import finish_figure
 
     table = summarize(records)
     models = [m for m in MODELS if any(k[0] == m for k in table)]
@@ -455,7 +454,7 @@ def plot(records, path):
 
 
 def report(args):
-    from report_utils import atomic_write
+    from harness.report_utils import atomic_write
 
     records = ResultsFile(args.results).records()
     if not records:
@@ -464,7 +463,7 @@ def report(args):
     figure = os.path.join(args.out, "figures", "graph_pruning.png")
     plot(records, figure)
     text = report_text(records, "python benchmarks/graph_pruning.py report")
-    text += f"\n![accuracy against nodes removed](figures/graph_pruning.png)\n"
+    text += "\n![accuracy against nodes removed](figures/graph_pruning.png)\n"
     atomic_write(os.path.join(args.out, "graph_pruning.md"), text)
     print(f"wrote {args.out}/graph_pruning.md and {figure}")
 

@@ -29,8 +29,8 @@ from keras import ops
 
 from keras_spectral import SpectralDense
 
-from cells import machine
-from report_utils import atomic_write
+from harness.cells import machine
+from harness.report_utils import atomic_write
 from speed import step_times
 
 MODES = {

@@ -39,9 +39,9 @@ import sys
 import keras
 
 from keras_spectral import EigenvaluePruning, PolynomialDecay, compact, datasets, prune_nodes
-from keras_spectral.baselines import prune_dense_nodes_by_incoming_l1
+from harness.baselines import prune_dense_nodes_by_incoming_l1
 from keras_spectral.models import build_mlp
-from keras_spectral.results import ResultsFile
+from harness.results import ResultsFile
 from reproduce import parse_shard
 from sparsity import FRACTIONS, _post_training_curves, accuracy, run_cells, run_weights
 

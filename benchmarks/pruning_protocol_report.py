@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from report_utils import atomic_write, cell, finish_figure, provenance, stats
+from harness.report_utils import atomic_write, cell, finish_figure, provenance, stats
 from sparsity_report import DATASET_NAMES, PUBLISHED_90
 
 NODE_LABELS = {

@@ -41,16 +41,15 @@ import keras
 import numpy as np
 
 from keras_spectral import SpectralDense, compact, datasets, kept_inputs, rank_inputs, remove_inputs
-from keras_spectral.results import ResultsFile
+from harness.results import ResultsFile
 
-from cells import run_cells
+from harness.cells import run_cells
+from relevance_report import write_report
+from relevance_settings import KEEP, REMOVE
 
 DEFAULT_RESULTS = os.path.join("results", "relevance.jsonl")
-KEEP = (0.02, 0.05, 0.1, 0.2, 0.5)
-RANKINGS = ("spectral", "permutation", "saliency", "variance", "random")
 HIDDEN, RANK_EPOCHS, EVAL_EPOCHS, BATCH = 256, 5, 5, 200
 PENALTIES = (0.0, 1e-4, 1e-3, 1e-2)
-REMOVE = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
 def planted(seed):
@@ -214,8 +213,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = ResultsFile(args.results)
     if args.experiment == "report":
-        from relevance_report import write_report
-
         write_report(results.records(), args.out, " ".join(["python"] + sys.argv))
         return
     if args.experiment == "rank":

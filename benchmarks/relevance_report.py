@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from relevance import KEEP, RANKINGS, REMOVE
-from report_utils import atomic_write, cell, finish_figure, provenance
+from harness.report_utils import atomic_write, cell, finish_figure, provenance
+from relevance_settings import KEEP, RANKINGS, REMOVE
 
 NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "planted": "Planted (tabular)"}
 

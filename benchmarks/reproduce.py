@@ -38,7 +38,7 @@ import keras
 
 from keras_spectral import datasets
 from keras_spectral.models import DESCRIPTIONS, METHODS, build_mlp, trainable_count
-from keras_spectral.results import ResultsFile
+from harness.results import ResultsFile
 
 DEFAULT_RESULTS = os.path.join("results", "reproduce.jsonl")
 LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)

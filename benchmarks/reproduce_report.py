@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from report_utils import atomic_write, cell, finish_figure, provenance, stats
+from harness.report_utils import atomic_write, cell, finish_figure, provenance, stats
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10 (flattened)"}
 

@@ -32,7 +32,7 @@ import numpy as np
 from keras_spectral import collapse, compact, datasets, prune_nodes
 from keras_spectral.models import build_mlp
 
-from report_utils import atomic_write, finish_figure
+from harness.report_utils import atomic_write, finish_figure
 
 FRACTIONS = (0.5, 0.8, 0.9)
 BATCHES = (1, 32, 1024)

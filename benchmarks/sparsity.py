@@ -36,7 +36,7 @@ import keras
 import numpy as np
 
 from keras_spectral import compact, datasets, prune_nodes
-from keras_spectral.baselines import (
+from harness.baselines import (
     prune_dense_nodes_by_incoming_l1,
     tfmot_magnitude_pruned_mlp,
     weight_sparsity,
@@ -44,10 +44,10 @@ from keras_spectral.baselines import (
 from keras_spectral.layers import SpectralDense
 from keras_spectral.models import build_mlp
 from keras_spectral.pruning import SCORES
-from keras_spectral.results import ResultsFile
+from harness.results import ResultsFile
 from keras_spectral.weight_sparsity import MagnitudeSparsity
 
-import cells as cells_lib  # benchmarks/cells.py
+from harness import cells as cells_lib
 
 FRACTIONS = (0.5, 0.7, 0.8, 0.9, 0.95)
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)

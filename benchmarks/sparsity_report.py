@@ -8,11 +8,11 @@ from collections import defaultdict
 
 import numpy as np
 
-from report_utils import atomic_write as _atomic_write
-from report_utils import cell as _cell
-from report_utils import provenance as _provenance
-from report_utils import finish_figure
-from report_utils import stats as _stats
+from harness.report_utils import atomic_write as _atomic_write
+from harness.report_utils import cell as _cell
+from harness.report_utils import provenance as _provenance
+from harness.report_utils import finish_figure
+from harness.report_utils import stats as _stats
 
 NODE_LABELS = {
     "dense_l1": "Dense + incoming-L1 removal",

@@ -30,7 +30,7 @@ import numpy as np
 
 from keras_spectral import SpectralDense, collapse
 
-from report_utils import atomic_write
+from harness.report_utils import atomic_write
 
 MODES = {
     "frozen": dict(eigenvectors="frozen"),

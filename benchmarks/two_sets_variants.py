@@ -22,8 +22,8 @@ import keras
 import numpy as np
 
 from keras_spectral import SpectralDense, datasets
-from keras_spectral.results import ResultsFile
-from report_utils import atomic_write, cell, provenance
+from harness.results import ResultsFile
+from harness.report_utils import atomic_write, cell, provenance
 from reproduce import DEFAULT_RESULTS as GRID_RESULTS, fit_and_score, stamp, tuned_rate
 
 WIDTH = 500

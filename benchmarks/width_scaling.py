@@ -42,10 +42,12 @@ import keras
 import numpy as np
 
 from keras_spectral import SpectralDense, datasets
-from keras_spectral.results import ResultsFile
+from harness.results import ResultsFile
 
-from cells import run_cells
-from memory_probe import peak_rss_rise
+from harness.cells import run_cells
+from harness.memory_probe import peak_rss_rise
+from width_scaling_report import write_report
+from width_scaling_settings import CHEAP_MODES
 from speed import step_times
 
 DEFAULT_RESULTS = os.path.join("results", "width_scaling.jsonl")
@@ -59,7 +61,6 @@ MODES = {
     "trainable": dict(eigenvectors="trainable"),
     "lowrank": dict(eigenvectors="lowrank", eigenvector_rank=10),
 }
-CHEAP_MODES = ("frozen_kronecker", "svd")
 COST_MODES = ("frozen", "frozen_kronecker", "svd", "trainable", "lowrank")
 # The decomposed modes factor the initial φ (an SVD or QR of an n x n matrix, O(n^3)) when
 # they are built; above this width that alone takes minutes, so they are left out there.
@@ -183,8 +184,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = ResultsFile(args.results)
     if args.experiment == "report":
-        from width_scaling_report import write_report
-
         write_report(results.records(), args.out, " ".join(["python"] + sys.argv))
         return
     if args.experiment == "cost":

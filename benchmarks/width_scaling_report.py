@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from report_utils import atomic_write, cell, finish_figure
-from width_scaling import CHEAP_MODES
+from harness.report_utils import atomic_write, cell, finish_figure
+from width_scaling_settings import CHEAP_MODES
 
 QUANTITIES = (("step_seconds", "train step"), ("peak_rss_mb", "peak RSS rise"),
               ("weights_held", "weights held"), ("keras_bytes", ".keras size"))

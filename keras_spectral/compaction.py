@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral.cloning import clone_layer
-from keras_spectral.graph import ModelGraph, node_groups
+from keras_spectral.graph import ModelGraph
 from keras_spectral.graph.features import FULLY_CONNECTED_LAYERS
 from keras_spectral.graph.slicing import numpy, slice_spectral, slicer_for
 from keras_spectral.layers import SpectralDense

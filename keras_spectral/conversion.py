@@ -14,99 +14,19 @@ compacted (`compact`) and collapsed back to Dense (`collapse`, the inverse).
 Kronecker bases and seeded φ cannot hold a given W and are refused.
 """
 
-import warnings
-
 import keras
-import numpy as np
-from keras import ops
 
 from keras_spectral import eigenvectors as eigenvector_modes
-from keras_spectral.eigenvectors import _constant
 from keras_spectral.cloning import replace_layers
 from keras_spectral.layers import SpectralDense
 from keras_spectral.validation import check_choice
 
 
 def from_dense(layer, eigenvectors="trainable", eigenvector_rank=None, **kwargs):
-    """A `SpectralDense` with the same outputs as the built `keras.layers.Dense` `layer`.
-
-    Args:
-        layer: A built `keras.layers.Dense`.
-        eigenvectors: The mode of the new layer (see the module docstring for which modes
-            are exact).
-        eigenvector_rank: With `eigenvectors="lowrank"`, the rank of the approximation.
-        **kwargs: Further `SpectralDense` arguments (e.g. `train_eigenvalues_in=False`,
-            regularizers), except those the conversion sets.
-
-    Returns:
-        A built `SpectralDense` named like `layer`, with `λ_in = 1`, `λ_out = 0`, φᵀ from
-        the kernel and the same bias, activation and dtype policy. The kernel's
-        regularizer and constraint do not carry over (there is no kernel weight).
-    """
-    if not isinstance(layer, keras.layers.Dense) or isinstance(layer, SpectralDense):
-        raise TypeError(
-            f"Received an invalid value for `layer`, expected a keras.layers.Dense. Received: layer={layer!r}"
-        )
-    if not layer.built:
-        raise ValueError(f"Layer '{layer.name}' is not built, so it has no kernel to convert yet.")
-    check_choice("eigenvectors", eigenvectors, eigenvector_modes.MODES)
-    if getattr(layer, "quantization_mode", None):
-        raise ValueError(
-            f"Layer '{layer.name}' is quantized (quantization_mode={layer.quantization_mode!r}); "
-            "only float Dense layers can be converted."
-        )
-    fixed = ("units", "activation", "use_bias", "eigenvectors", "eigenvector_basis", "eigenvector_seed",
-             "name", "dtype")
-    clash = sorted(set(kwargs) & set(fixed))
-    if clash:
-        raise ValueError(
-            f"`from_dense` sets {', '.join(f'`{k}`' for k in clash)} from the Dense layer. "
-            f"Received: {', '.join(f'{k}={kwargs[k]!r}' for k in clash)}"
-        )
-    kernel = np.asarray(ops.convert_to_numpy(layer.kernel), dtype="float64")
-    n_in, units = kernel.shape
-    if eigenvector_modes.takes_rank(eigenvectors) and eigenvector_rank is None:
-        eigenvector_rank = min(n_in, units)
-    spectral = SpectralDense(
-        units,
-        activation=layer.activation,
-        use_bias=layer.use_bias,
-        eigenvectors=eigenvectors,
-        eigenvector_rank=eigenvector_rank,
-        eigenvector_basis="dense",
-        eigenvalues_in_initializer=kwargs.pop("eigenvalues_in_initializer", None),
-        eigenvalues_out_initializer=kwargs.pop("eigenvalues_out_initializer", None),
-        activity_regularizer=kwargs.pop("activity_regularizer", layer.activity_regularizer),
-        name=layer.name,
-        dtype=layer.dtype_policy,
-        **kwargs,
-    )
-    if layer.use_bias:
-        for attribute in ("bias_initializer", "bias_regularizer", "bias_constraint"):
-            if attribute not in kwargs:
-                setattr(spectral, attribute, getattr(layer, attribute))
-    chosen = spectral.eigenvectors_initializer
-    spectral.eigenvectors_initializer = _constant(kernel)  # the decomposed modes factor W
-    spectral.build((None, n_in))
-    spectral.eigenvectors_initializer = chosen
-    spectral.eigenvalues_in.assign(np.ones(n_in, dtype="float32"))
-    spectral.eigenvalues_out.assign(np.zeros(units, dtype="float32"))
-    if eigenvectors == "lowrank":
-        u, s, vt = np.linalg.svd(kernel, full_matrices=False)
-        root = np.sqrt(s[:eigenvector_rank])
-        spectral._eigenvectors.factor_in.assign(u[:, :eigenvector_rank] * root)
-        spectral._eigenvectors.factor_out.assign(root[:, None] * vt[:eigenvector_rank])
-        error = np.linalg.norm(s[eigenvector_rank:]) / max(np.linalg.norm(s), 1e-30)
-        if error > 1e-6:
-            warnings.warn(
-                f"Layer '{layer.name}': eigenvectors='lowrank' with eigenvector_rank="
-                f"{eigenvector_rank} approximates its kernel; relative (Frobenius) error "
-                f"{error:.3g}.",
-                stacklevel=2,
-            )
-    if layer.use_bias:
-        spectral.bias.assign(ops.convert_to_numpy(layer.bias))
-    return spectral
+    """A `SpectralDense` with the same outputs as the built `keras.layers.Dense` `layer`:
+    `SpectralDense.from_dense` (its docstring has the arguments; the table above says
+    which modes are exact)."""
+    return SpectralDense.from_dense(layer, eigenvectors=eigenvectors, eigenvector_rank=eigenvector_rank, **kwargs)
 
 
 def _selector(layers):

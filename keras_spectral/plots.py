@@ -11,7 +11,7 @@ Example:
 >>> from keras_spectral import plots
 >>> plots.spectrum(model, path="spectrum.png")  # doctest: +SKIP
 >>> plots.relevance_map(model, image_shape=(28, 28), path="relevance.png")  # doctest: +SKIP
->>> plots.removal_curves("results/pruning_protocol.jsonl", dataset="mnist")  # doctest: +SKIP
+>>> plots.removal_curves({"spectral": ([0.0, 0.9], [0.98, 0.97])}, path="curves.png")  # doctest: +SKIP
 """
 
 import math
@@ -197,82 +197,75 @@ def relevance_map(model, image_shape, path=None, cmap="viridis"):
     return _finish(figure, path)
 
 
-def _records(results):
-    from keras_spectral.results import ResultsFile
-
-    if isinstance(results, (str, os.PathLike)):
-        path = os.fspath(results)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"Results file not found: {path!r}")
-        records = ResultsFile(path).records()
-        if not records:
-            raise ValueError(f"Results file {path!r} holds no records.")
-        return records
-    if isinstance(results, list) and all(isinstance(r, dict) and isinstance(r.get("key"), dict) for r in results):
-        return results
-    raise TypeError(
-        "Received an invalid value for `results`, expected a results-file path or a list of "
-        f"records (dicts with a `key` dict). Received: results={type(results).__name__}"
-    )
-
-
-def _fraction(value, what, record):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
-        raise ValueError(
-            f"Record {record['key']} has an invalid {what} in its `accuracy` dict, expected a fraction "
-            f"in [0, 1] (accuracies are stored as fractions, not percent). Received: {value!r}"
+def _accuracies(label, fractions, accuracies):
+    """`label`'s curve checked: fractions and accuracies (a number or a sequence of
+    numbers, e.g. one per seed, for each fraction) as float arrays, all in [0, 1]."""
+    def bad(what, value):
+        return ValueError(
+            f"Received an invalid {what} for curve {label!r} of `curves`, expected fractions in [0, 1] "
+            f"(accuracies as fractions, not percent). Received: {value!r}"
         )
-    return number
+
+    try:
+        fractions = [float(f) for f in fractions]
+        accuracies = [np.atleast_1d(np.asarray(a, dtype="float64")) for a in accuracies]
+    except (TypeError, ValueError):
+        raise bad("fraction or accuracy", (fractions, accuracies)) from None
+    if len(fractions) != len(accuracies) or not fractions:
+        raise ValueError(
+            f"Received an invalid value for curve {label!r} of `curves`, expected (fractions, accuracies) "
+            f"of the same non-zero length. Received: {len(fractions)} fractions, {len(accuracies)} accuracies"
+        )
+    for f in fractions:
+        if not 0.0 <= f <= 1.0:
+            raise bad("fraction removed", f)
+    for a in accuracies:
+        if a.size == 0 or not np.all((a >= 0.0) & (a <= 1.0)):
+            raise bad("accuracy", a.tolist())
+    order = np.argsort(fractions, kind="stable")
+    return [fractions[i] for i in order], [accuracies[i] for i in order]
 
 
-def removal_curves(results, path=None, group_by="method", **where):
-    """Accuracy vs fraction of nodes removed, from a results file (`ResultsFile` JSON
-    lines, as the benchmarks write) whose records have an `accuracy` dict mapping the
-    fraction removed (as a string, e.g. `"0.9"`) to a test accuracy in [0, 1].
+def removal_curves(curves, path=None, title="accuracy vs nodes removed"):
+    """Accuracy against the fraction of nodes removed, one line per curve.
 
-    Records are filtered by `where` (key fields, e.g. `dataset="mnist",
-    activation="tanh"`; compared as stored, so a tuple matches a stored list) and grouped
-    by the key field `group_by`, which every matching record must have; each group's curve
-    is the mean over its records with the standard deviation as error bars.
+    Args:
+        curves: `{label: (fractions, accuracies)}`: the fractions of nodes removed (in
+            [0, 1]) and, for each, a test accuracy in [0, 1] or a sequence of them (one
+            per seed; the line is their mean, with the standard deviation as error bars).
+        path: Optional file to save to (PNG, PDF or SVG).
+        title: The figure's title.
 
     Returns:
         A `matplotlib.figure.Figure`.
-    """
-    from keras_spectral.results import _stored
 
-    wanted = _stored(where)
-    records = [r for r in _records(results)
-               if isinstance(r.get("accuracy"), dict)
-               and all(field in r["key"] and r["key"][field] == value for field, value in wanted.items())]
-    if not records:
-        raise ValueError(f"No records with an accuracy curve match {where or 'the results'}.")
-    fields = set.intersection(*(set(r["key"]) for r in records))
-    if group_by not in fields:
-        raise ValueError(
-            f"Received an invalid value for `group_by`, expected a key field of every matching record: "
-            f"{', '.join(sorted(fields)) or '(none)'}. Received: group_by={group_by!r}"
+    Example:
+
+    >>> plots.removal_curves({"spectral": ([0.0, 0.5, 0.9], [0.98, 0.979, 0.975]),
+    ...                       "magnitude": ([0.0, 0.5, 0.9], [0.98, 0.975, 0.96])})  # doctest: +SKIP
+    """
+    if not isinstance(curves, dict) or not curves:
+        raise TypeError(
+            "Received an invalid value for `curves`, expected a non-empty dict {label: (fractions, "
+            f"accuracies)}}. Received: curves={type(curves).__name__}"
         )
-    groups = {}
-    for record in records:
-        label = record["key"][group_by]
-        for fraction, value in record["accuracy"].items():
-            curve = groups.setdefault(str(label), {})
-            curve.setdefault(_fraction(fraction, f"fraction removed {fraction!r}", record), []).append(
-                _fraction(value, f"accuracy for {fraction!r}", record))
+    checked = {}
+    for label, curve in curves.items():
+        if not isinstance(curve, (tuple, list)) or len(curve) != 2:
+            raise TypeError(
+                f"Received an invalid value for curve {label!r} of `curves`, expected a pair "
+                f"(fractions, accuracies). Received: {curve!r}"
+            )
+        checked[str(label)] = _accuracies(label, *curve)
     figure, axes = _figure(1, 1, (5.0, 3.6))
     ax = axes[0][0]
-    for label, curve in groups.items():
-        fractions = sorted(curve)
-        means = [100 * np.mean(curve[f]) for f in fractions]
-        spread = [100 * np.std(curve[f]) for f in fractions]
+    for label, (fractions, accuracies) in checked.items():
+        means = [100 * float(np.mean(a)) for a in accuracies]
+        spread = [100 * float(np.std(a)) for a in accuracies]
         ax.errorbar([100 * f for f in fractions], means, yerr=spread, marker="o", capsize=3, label=label)
     ax.set_xlabel("nodes removed (%)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(", ".join(f"{k}={v}" for k, v in where.items()) or "accuracy vs nodes removed", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _finish(figure, path)

@@ -383,37 +383,6 @@ plots_needed = pytest.mark.skipif(
     __import__("importlib").util.find_spec("matplotlib") is None, reason="needs matplotlib")
 
 
-def curve_records(**accuracy):
-    accuracy = accuracy or {"0.0": 0.9, "0.9": 0.5}
-    return [{"key": {"method": m, "hidden": [5, 5], "seed": 0}, "accuracy": dict(accuracy)} for m in ("spectral", "dense")]
-
-
-@plots_needed
-@pytest.mark.parametrize(
-    "records, kwargs, match",
-    [
-        (curve_records(**{"0.0": 97.5}), {}, r"invalid accuracy for '0.0'.*fraction in \[0, 1\].*97.5"),
-        (curve_records(**{"all": 0.5}), {}, r"invalid fraction removed 'all'.*Received: 'all'"),
-        (curve_records(**{"0.5": "high"}), {}, r"invalid accuracy for '0.5'.*'high'"),
-        (curve_records(), {"group_by": "nope"}, r"`group_by`.*hidden, method, seed.*group_by='nope'"),
-    ],
-    ids=["percent", "fraction-key", "accuracy-string", "group_by"],
-)
-def test_removal_curves_rejects_bad_values(records, kwargs, match):
-    from keras_spectral import plots
-
-    with pytest.raises(ValueError, match=match):
-        plots.removal_curves(records, **kwargs)
-
-
-@plots_needed
-def test_removal_curves_filters_in_stored_form():
-    from keras_spectral import plots
-
-    figure = plots.removal_curves(curve_records(), hidden=(5, 5))
-    assert {c.get_label() for c in figure.get_axes()[0].containers} == {"spectral", "dense"}
-
-
 @plots_needed
 def test_plots_save_names_figure_and_path(tmp_path):
     from keras_spectral import plots

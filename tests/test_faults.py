@@ -1,13 +1,13 @@
-"""Faults: tampered, corrupt, truncated or missing files, cut downloads, torn results,
-diverging training, and interruptions. Each is refused with an error naming the file (or
-survived), and nothing wrong is returned or left behind.
+"""Faults: tampered, corrupt, truncated or missing files, cut downloads, diverging
+training, and interruptions (torn results files: tests/test_benchmark_harness.py). Each
+is refused with an error naming the file (or survived), and nothing wrong is returned or
+left behind.
 
 Backend-agnostic: run under each backend with `KERAS_BACKEND=tensorflow|jax|torch`.
 """
 
 import http.server
 import io
-import json
 import os
 import pickle
 import shutil
@@ -21,7 +21,6 @@ import pytest
 from keras import ops
 
 from keras_spectral import EigenvaluePruning, PolynomialDecay, SpectralDense, datasets, node_sparsity, prune_nodes
-from keras_spectral.results import ResultsFile
 
 
 def numpy(x):
@@ -213,74 +212,6 @@ def test_load_by_an_unknown_name_is_refused():
         datasets.load("imagenet")
 
 
-# --- results files -----------------------------------------------------------------------
-
-
-def test_a_tuple_in_a_key_is_found_after_it_is_appended(tmp_path):
-    results = ResultsFile(str(tmp_path / "r.jsonl"))
-    key = {"widths": (500, 500), "seed": 0}
-    results.append(key, {"accuracy": 0.9})
-    assert results.has(key) and results.missing([key]) == []
-    results.append({"other": 1}, {})
-    assert len(results.records()) == 2
-
-
-def test_numpy_numbers_in_keys_and_values_are_stored_as_numbers(tmp_path):
-    results = ResultsFile(str(tmp_path / "r.jsonl"))
-    key = {"seed": np.int64(2), "lr": np.float32(0.5)}
-    results.append(key, {"accuracy": np.float32(0.25), "curve": np.arange(3)})
-    assert results.has({"seed": 2, "lr": 0.5})
-    record = results.get(key)
-    assert record["accuracy"] == 0.25 and record["curve"] == [0, 1, 2]
-
-
-def test_an_unserializable_key_is_named(tmp_path):
-    results = ResultsFile(str(tmp_path / "r.jsonl"))
-    with pytest.raises(TypeError, match=r"invalid key.*object"):
-        results.append({"model": object()}, {})
-    with pytest.raises(TypeError, match="expected a dict"):
-        results.has(["seed", 0])
-    assert not os.path.exists(tmp_path / "r.jsonl")
-
-
-def test_a_torn_final_record_is_skipped_reported_and_replaced(tmp_path):
-    path = tmp_path / "r.jsonl"
-    results = ResultsFile(str(path))
-    results.append({"seed": 0}, {"accuracy": 0.5})
-    with open(path, "a") as f:
-        f.write('{"key": {"seed": 1}, "accu')
-    with pytest.warns(UserWarning, match=r"r.jsonl, line 2: torn final record skipped"):
-        assert not results.has({"seed": 1}) and results.has({"seed": 0})
-    with pytest.warns(UserWarning):
-        results.append({"seed": 1}, {"accuracy": 0.75})
-    lines = path.read_text().splitlines()
-    assert [json.loads(line)["key"]["seed"] for line in lines] == [0, 1]
-
-
-def test_a_bad_line_inside_a_results_file_is_named(tmp_path):
-    path = tmp_path / "r.jsonl"
-    path.write_text('{"key": {"seed": 0}}\nnot json\n{"key": {"seed": 1}}\n')
-    with pytest.raises(ValueError, match=r"r.jsonl, line 2: not a JSON record"):
-        ResultsFile(str(path)).has({"seed": 0})
-
-
-def test_an_interrupted_append_leaves_the_file_as_it_was(tmp_path, monkeypatch):
-    path = tmp_path / "r.jsonl"
-    results = ResultsFile(str(path))
-    results.append({"seed": 0}, {"accuracy": 0.5})
-    before = path.read_bytes()
-
-    def crash(*args):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(KeyboardInterrupt):
-        results.append({"seed": 1}, {})
-    monkeypatch.undo()
-    assert path.read_bytes() == before
-    assert [n for n in os.listdir(tmp_path) if n.endswith(".partial")] == []
-
-
 # --- model files -------------------------------------------------------------------------
 
 
@@ -392,7 +323,7 @@ def test_threshold_timing_counts_optimizer_steps_with_steps_per_execution():
     assert [step for _, step in calls] == [0, 4, 8]  # one call per execution, optimizer steps
 
 
-# --- newer modules: NaN eigenvalues, failed saves, results files of the wrong shape (#21) --
+# --- newer modules: NaN eigenvalues, failed saves (#21) -----------------------------------
 
 
 def test_a_removed_input_with_a_nan_eigenvalue_scores_zero():
@@ -443,43 +374,3 @@ def test_plots_save_removes_its_partial_file_when_the_rename_fails(tmp_path, mon
     assert os.listdir(tmp_path) == []
 
 
-BAD_RESULTS = [
-    ("binary", b"\x89PNG\r\n\x1a\n\x00\xff\xfe", r"not a results file: it is not UTF-8 text"),
-    ("no-key", b'{"key": {"a": 1}, "v": 1}\n{"accuracy": 0.9}\n', r"line 2: not a results record.*without a `key`"),
-    ("list", b'[1, 2]\n{"key": {"a": 1}}\n', r"line 1: not a results record.*got a JSON object"),
-    ("key-not-dict", b'{"key": 3}\n', r"line 1: not a results record"),
-]
-
-
-@pytest.mark.parametrize("content, match", [c[1:] for c in BAD_RESULTS], ids=[c[0] for c in BAD_RESULTS])
-@pytest.mark.parametrize("method", ["records", "has", "missing", "get", "append", "removal_curves"])
-def test_every_results_method_names_a_file_of_the_wrong_shape(tmp_path, content, match, method):
-    path = tmp_path / "results.jsonl"
-    path.write_bytes(content)
-    results = ResultsFile(str(path))
-    calls = {
-        "records": lambda: results.records(),
-        "has": lambda: results.has({"a": 1}),
-        "missing": lambda: results.missing([{"a": 1}]),
-        "get": lambda: results.get({"a": 1}),
-        "append": lambda: results.append({"a": 2}, {"v": 2}),
-    }
-    if method == "removal_curves":
-        pytest.importorskip("matplotlib")
-        from keras_spectral import plots
-
-        calls[method] = lambda: plots.removal_curves(str(path))
-    with pytest.raises(ValueError, match=match) as error:
-        calls[method]()
-    assert str(path) in str(error.value)
-    assert path.read_bytes() == content  # nothing rewritten
-
-
-def test_removal_curves_names_an_empty_results_file(tmp_path):
-    pytest.importorskip("matplotlib")
-    from keras_spectral import plots
-
-    path = tmp_path / "empty.jsonl"
-    path.write_bytes(b"")
-    with pytest.raises(ValueError, match=r"empty.jsonl' holds no records"):
-        plots.removal_curves(str(path))

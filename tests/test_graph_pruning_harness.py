@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
 import graph_pruning  # noqa: E402
 
-from keras_spectral.results import ResultsFile  # noqa: E402
+from harness.results import ResultsFile  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from keras_spectral import EigenvaluePruning, ConstantSparsity, SpectralDense, plots, prune_nodes, remove_inputs
-from keras_spectral.results import ResultsFile
 
 pytest.importorskip("matplotlib")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -57,18 +56,14 @@ def test_relevance_map_reshapes_and_sums_channels(tmp_path):
     assert is_png(tmp_path / "map.png")
 
 
-def test_removal_curves_from_a_results_file(tmp_path):
-    path = tmp_path / "r.jsonl"
-    results = ResultsFile(str(path))
-    for seed, (a, b) in enumerate([(0.9, 0.5), (0.8, 0.3)]):
-        results.append(dict(method="spectral", dataset="mnist", seed=seed), {"accuracy": {"0.0": a, "0.9": b}})
-        results.append(dict(method="dense", dataset="mnist", seed=seed), {"accuracy": {"0.0": a, "0.9": b / 2}})
-    results.append(dict(method="dense", dataset="other", seed=0), {"accuracy": {"0.0": 0.1}})
-    figure = plots.removal_curves(str(path), path=str(tmp_path / "c.png"), dataset="mnist")
+def test_removal_curves_draws_plain_curves_with_seed_spread(tmp_path):
+    curves = {"spectral": ([0.9, 0.0], [[0.5, 0.3], 0.85]), "dense": ((0.0, 0.9), ([0.9, 0.8], [0.25, 0.15]))}
+    figure = plots.removal_curves(curves, path=str(tmp_path / "c.png"), title="mnist")
     lines = {c.get_label(): c.lines[0] for c in figure.get_axes()[0].containers}
     assert set(lines) == {"spectral", "dense"}
-    np.testing.assert_allclose(np.asarray(lines["spectral"].get_ydata(), float), [85.0, 40.0])
+    np.testing.assert_allclose(np.asarray(lines["spectral"].get_ydata(), float), [85.0, 40.0])  # sorted
     np.testing.assert_allclose(np.asarray(lines["dense"].get_xdata(), float), [0.0, 90.0])
+    assert figure.get_axes()[0].get_title() == "mnist"
     assert is_png(tmp_path / "c.png")
 
 
@@ -78,9 +73,13 @@ def test_removal_curves_from_a_results_file(tmp_path):
         (lambda m: plots.spectrum(m, bins=0), "`bins`"),
         (lambda m: plots.relevance_map(m, (5, 5)), "`image_shape`"),
         (lambda m: plots.relevance_map(m, "28x28"), "`image_shape`"),
-        (lambda m: plots.removal_curves([{"key": {"method": "x"}, "accuracy": 0.5}]), "No records"),
-        (lambda m: plots.removal_curves(42), "`results`"),
-        (lambda m: plots.removal_curves("/nonexistent/results.jsonl"), "not found"),
+        (lambda m: plots.removal_curves({}), "`curves`"),
+        (lambda m: plots.removal_curves("results.jsonl"), "`curves`"),
+        (lambda m: plots.removal_curves({"a": [0.5]}), r"curve 'a' of `curves`, expected a pair"),
+        (lambda m: plots.removal_curves({"a": ([0.0, 0.5], [0.9])}), r"same non-zero length"),
+        (lambda m: plots.removal_curves({"a": ([0.0], [97.5])}), r"invalid accuracy for curve 'a'.*97.5"),
+        (lambda m: plots.removal_curves({"a": ([90], [0.9])}), r"invalid fraction removed for curve 'a'.*90"),
+        (lambda m: plots.removal_curves({"a": (["all"], [0.9])}), r"curve 'a'"),
         (lambda m: plots.spectrum(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])), "no SpectralDense"),
         (lambda m: plots.save(plots.spectrum(m), 3), "`path`"),
     ],

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmark
 import reproduce  # noqa: E402
 
 from keras_spectral.models import build_mlp, trainable_count  # noqa: E402
-from keras_spectral.results import ResultsFile  # noqa: E402
+from harness.results import ResultsFile  # noqa: E402
 
 TUNED = 1e-2  # the rate the pre-recorded sweep below makes best
 

@@ -1,7 +1,4 @@
-"""Weight-percentile sparsity, the conventional baselines, and the results file."""
-
-import json
-import os
+"""Weight-percentile sparsity (`kernel_sparsity`, `MagnitudeSparsity`)."""
 
 import keras
 import numpy as np
@@ -9,13 +6,16 @@ import pytest
 from keras import ops
 
 from keras_spectral import SpectralDense
-from keras_spectral.baselines import prune_dense_nodes_by_incoming_l1, weight_sparsity
-from keras_spectral.results import ResultsFile
 from keras_spectral.weight_sparsity import MagnitudeSparsity, magnitude_mask
 
 
 def numpy(x):
     return np.asarray(ops.convert_to_numpy(x))
+
+
+def weight_sparsity(kernels):
+    """Fraction of exactly-zero entries."""
+    return sum(int(np.sum(k == 0)) for k in kernels) / sum(k.size for k in kernels)
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.98])
@@ -72,83 +72,3 @@ def test_dense_magnitude_constraint_zeroes_below_the_percentile_after_every_step
     assert MagnitudeSparsity.from_config(MagnitudeSparsity(0.7).get_config()).sparsity == 0.7
 
 
-def test_dense_incoming_l1_baseline_zeroes_the_weakest_columns():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((6,)), keras.layers.Dense(10, activation="tanh"), keras.layers.Dense(3)]
-    )
-    strength = np.abs(numpy(model.layers[0].kernel)).sum(axis=0)
-    report = prune_dense_nodes_by_incoming_l1(model, 0.7)
-    assert report == {model.layers[0].name: 0.7}
-    zeroed = np.all(numpy(model.layers[0].kernel) == 0, axis=0)
-    assert zeroed.sum() == 7
-    assert strength[zeroed].max() <= strength[~zeroed].min()
-    with pytest.raises(ValueError, match="`fraction`"):
-        prune_dense_nodes_by_incoming_l1(model, 1.0)
-
-
-def test_results_file_appends_atomically_and_resumes(tmp_path):
-    path = os.path.join(tmp_path, "sub", "r.jsonl")
-    results = ResultsFile(path)
-    key = {"dataset": "mnist", "seed": 0}
-    assert not results.has(key) and results.records() == []
-    results.append(key, {"accuracy": 0.9})
-    results.append({"dataset": "mnist", "seed": 1}, {"accuracy": 0.8})
-    again = ResultsFile(path)
-    assert again.has(key) and not again.has({"dataset": "mnist"})
-    assert [r["accuracy"] for r in again.records()] == [0.9, 0.8]
-    assert again.get(key)["accuracy"] == 0.9
-    assert again.missing([{"dataset": "mnist", "seed": s} for s in range(3)]) == [{"dataset": "mnist", "seed": 2}]
-    # No temporary files left (the lock file is a permanent companion).
-    assert sorted(os.listdir(os.path.dirname(path))) == ["r.jsonl", "r.jsonl.lock"]
-    with open(path) as f:
-        assert all(json.loads(line)["key"] for line in f)
-
-
-def test_results_file_is_untouched_when_a_write_fails(tmp_path):
-    path = os.path.join(tmp_path, "r.jsonl")
-    results = ResultsFile(path)
-    results.append({"seed": 0}, {"accuracy": 0.5})
-    before = open(path).read()
-    with pytest.raises(TypeError):
-        results.append({"seed": 1}, {"accuracy": object()})  # not JSON-serializable
-    assert open(path).read() == before
-    assert sorted(os.listdir(tmp_path)) == ["r.jsonl", "r.jsonl.lock"]
-
-
-def _append_many(path, writer, count, barrier):
-    results = ResultsFile(path)
-    barrier.wait()  # all writers start together, so their writes interleave
-    for i in range(count):
-        results.append({"writer": writer, "i": i}, {"accuracy": 0.5})
-
-
-def test_results_file_loses_nothing_with_concurrent_writers(tmp_path):
-    import multiprocessing
-
-    path = os.path.join(tmp_path, "r.jsonl")
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(3)
-    writers = [context.Process(target=_append_many, args=(path, w, 40, barrier)) for w in range(3)]
-    for w in writers:
-        w.start()
-    for w in writers:
-        w.join(timeout=120)
-        assert w.exitcode == 0
-    keys = {(r["key"]["writer"], r["key"]["i"]) for r in ResultsFile(path).records()}
-    assert keys == {(w, i) for w in range(3) for i in range(40)}
-
-
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tfmot runs on tf_keras")
-def test_tfmot_baseline_reaches_its_sparsity():
-    import tensorflow_model_optimization as tfmot
-
-    from keras_spectral.baselines import tfmot_magnitude_pruned_mlp
-
-    model, callbacks = tfmot_magnitude_pruned_mlp(8, (16,), 3, 0.8, end_step=10, frequency=2)
-    model.compile("adam", "sparse_categorical_crossentropy")
-    x = np.random.default_rng(0).normal(size=(96, 8)).astype("float32")
-    model.fit(x, np.arange(96) % 3, batch_size=8, epochs=1, callbacks=callbacks, verbose=0)  # 12 steps
-    stripped = tfmot.sparsity.keras.strip_pruning(model)
-    kernels = [layer.get_weights()[0] for layer in stripped.layers]
-    assert weight_sparsity(kernels) == pytest.approx(0.8, abs=0.02)

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmark
 import width_scaling  # noqa: E402
 from width_scaling_report import best_setting  # noqa: E402
 
-from keras_spectral.results import ResultsFile  # noqa: E402
+from harness.results import ResultsFile  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -26,9 +26,9 @@ print(json.dumps({"rss_rise_mb": (_status("VmHWM") - _before) / 1024, **extra}))
 
 def peak_rss_rise(snippet, setup="", env=None):
     """Run `setup` (imports; not counted), then `snippet` (it may fill the dict `extra`)
-    in a fresh process where the benchmarks folder is importable; returns
+    in a fresh process where the benchmarks folder (this folder's parent) is importable; returns
     `{"rss_rise_mb": ..., **extra}`."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    done = subprocess.run([sys.executable, "-c", PROBE, os.path.dirname(os.path.abspath(__file__)), snippet, setup],
+    done = subprocess.run([sys.executable, "-c", PROBE, os.path.dirname(os.path.dirname(os.path.abspath(__file__))), snippet, setup],
                           capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])

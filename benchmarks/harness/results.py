@@ -7,12 +7,14 @@ stored as JSON: tuples become lists and NumPy scalars plain numbers, and lookups
 keys in that stored form. A torn final line (a file written by other means and cut short)
 is reported and skipped, and dropped by the next append; a bad line elsewhere, a line
 that is JSON but not a record (an object with a `key` dict) and a file that is not text are
-errors naming the file (and line), for every method alike.
+errors naming the file (and line), for every method alike. `removal_curves` reads the
+node-removal records into the curves `keras_spectral.plots.removal_curves` draws.
 """
 
 import contextlib
 import fcntl
 import json
+import math
 import numbers
 import os
 import tempfile
@@ -146,3 +148,61 @@ class ResultsFile:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+
+def _fraction(value, what, record):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise ValueError(
+            f"Record {record['key']} has an invalid {what} in its `accuracy` dict, expected a fraction "
+            f"in [0, 1] (accuracies are stored as fractions, not percent). Received: {value!r}"
+        )
+    return number
+
+
+def removal_curves(results, group_by="method", **where):
+    """The curves of `keras_spectral.plots.removal_curves`, `{label: (fractions,
+    accuracies)}`, read from a results file (or a list of its records) whose records
+    have an `accuracy` dict mapping the fraction removed (a string, e.g. `"0.9"`) to a
+    test accuracy in [0, 1].
+
+    Records are filtered by `where` (key fields, e.g. `dataset="mnist"`; compared as
+    stored, so a tuple matches a stored list) and grouped by the key field `group_by`,
+    which every matching record must have; a curve holds, per fraction, the accuracies
+    of its records (one per seed).
+    """
+    if isinstance(results, (str, os.PathLike)):
+        path = os.fspath(results)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"Results file not found: {path!r}")
+        records = ResultsFile(path).records()
+        if not records:
+            raise ValueError(f"Results file {path!r} holds no records.")
+    elif isinstance(results, list) and all(isinstance(r, dict) and isinstance(r.get("key"), dict) for r in results):
+        records = results
+    else:
+        raise TypeError(
+            "Received an invalid value for `results`, expected a results-file path or a list of "
+            f"records (dicts with a `key` dict). Received: results={type(results).__name__}"
+        )
+    wanted = _stored(where)
+    records = [r for r in records if isinstance(r.get("accuracy"), dict)
+               and all(field in r["key"] and r["key"][field] == value for field, value in wanted.items())]
+    if not records:
+        raise ValueError(f"No records with an accuracy curve match {where or 'the results'}.")
+    fields = set.intersection(*(set(r["key"]) for r in records))
+    if group_by not in fields:
+        raise ValueError(
+            f"Received an invalid value for `group_by`, expected a key field of every matching record: "
+            f"{', '.join(sorted(fields)) or '(none)'}. Received: group_by={group_by!r}"
+        )
+    groups = {}
+    for record in records:
+        curve = groups.setdefault(str(record["key"][group_by]), {})
+        for fraction, value in record["accuracy"].items():
+            curve.setdefault(_fraction(fraction, f"fraction removed {fraction!r}", record), []).append(
+                _fraction(value, f"accuracy for {fraction!r}", record))
+    return {label: (sorted(curve), [curve[f] for f in sorted(curve)]) for label, curve in groups.items()}
