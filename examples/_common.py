@@ -1,4 +1,5 @@
-"""Shared by the examples: the `--quick` flag and the data it implies (not part of the library)."""
+"""Shared by the examples: the `--quick` flag, the data it implies, and the check that a
+compacted, collapsed and exported model predicts as the masked one (not part of the library)."""
 
 import argparse
 
@@ -19,3 +20,30 @@ def mnist(args, quick_train=4000, quick_test=1000):
     if args.quick:
         return (x[:quick_train], y[:quick_train]), (xt[:quick_test], yt[:quick_test])
     return (x, y), (xt, yt)
+
+
+def check_and_serve(masked, small, served, x, out):
+    """Check that the compact and collapsed models predict as the masked one did, then
+    export the collapsed one as a SavedModel under `out` and check what it serves
+    (TensorFlow and JAX backends; the torch backend cannot write one)."""
+    import os
+
+    import keras
+    import numpy as np
+
+    expected = masked.predict(x, verbose=0)
+    for name, m in (("compact", small), ("collapsed", served)):
+        diff = np.abs(m.predict(x, verbose=0) - expected).max()
+        print(f"{name} vs masked: max prediction difference {diff:.2e}")
+        assert diff < 1e-4
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        print(f"SavedModel export skipped: the {keras.backend.backend()} backend cannot write one.")
+        return
+    import tensorflow as tf
+
+    path = os.path.join(out, "1")
+    served.export(path, format="tf_saved_model", verbose=0)
+    reloaded = tf.saved_model.load(path)  # held: its variables die with it
+    diff = np.abs(np.asarray(reloaded.serve(x)) - expected).max()
+    print(f"SavedModel at {path}: served predictions match (max difference {diff:.2e})")
+    assert diff < 1e-4

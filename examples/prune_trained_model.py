@@ -12,12 +12,11 @@ collapse, export.
    (plain Dense again) and `export(format="tf_saved_model")` (TensorFlow or JAX backend).
 """
 
-import os
 
 import keras
 import numpy as np
 
-from _common import mnist, parser
+from _common import check_and_serve, mnist, parser
 from keras_spectral import EigenvaluePruning, PolynomialDecay, collapse, compact, node_groups, spectralize
 
 p = parser(__doc__.splitlines()[0])
@@ -58,17 +57,4 @@ small = compact(model)
 served = collapse(small)
 print(f"compact: widths {small.get_layer('hidden_1').units} and {small.get_layer('hidden_2').units}, "
       f"{served.count_params():,} parameters as Dense (was {trained.count_params():,})")
-expected = model.predict(xt[:256], verbose=0)
-for name, m in (("compact", small), ("collapsed", served)):
-    diff = np.abs(m.predict(xt[:256], verbose=0) - expected).max()
-    print(f"{name} vs masked: max prediction difference {diff:.2e}")
-    assert diff < 1e-4
-
-if keras.backend.backend() in ("tensorflow", "jax"):
-    import tensorflow as tf
-
-    path = os.path.join(args.out, "1")
-    served.export(path, format="tf_saved_model", verbose=0)
-    reloaded = tf.saved_model.load(path)
-    diff = np.abs(np.asarray(reloaded.serve(xt[:256])) - expected).max()
-    print(f"SavedModel at {path}: served predictions match (max difference {diff:.2e})")
+check_and_serve(model, small, served, xt[:256], args.out)

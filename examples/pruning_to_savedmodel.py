@@ -11,12 +11,11 @@ the first half of training), then:
 The SavedModel step needs TensorFlow (the TensorFlow or JAX backend).
 """
 
-import os
 
 import keras
 import numpy as np
 
-from _common import mnist, parser
+from _common import check_and_serve, mnist, parser
 from keras_spectral import EigenvaluePruning, PolynomialDecay, SpectralDense, collapse, compact, node_sparsity
 
 p = parser(__doc__.splitlines()[0])
@@ -44,20 +43,4 @@ small = compact(model)
 print(f"compact: hidden widths {[layer.units for layer in small.layers[:-1]]}, "
       f"{small.count_params():,} parameters (was {model.count_params():,})")
 served = collapse(small)
-expected = model.predict(xt[:256], verbose=0)
-for name, m in (("compact", small), ("collapsed", served)):
-    diff = np.abs(m.predict(xt[:256], verbose=0) - expected).max()
-    print(f"{name} vs masked: max prediction difference {diff:.2e}")
-    assert diff < 1e-4
-
-if keras.backend.backend() in ("tensorflow", "jax"):
-    import tensorflow as tf
-
-    path = os.path.join(args.out, "1")
-    served.export(path, format="tf_saved_model")
-    reloaded = tf.saved_model.load(path)
-    diff = np.abs(np.asarray(reloaded.serve(xt[:256])) - expected).max()
-    print(f"SavedModel at {path}: served predictions match (max difference {diff:.2e})")
-    assert diff < 1e-4
-else:
-    print(f"SavedModel export skipped: the {keras.backend.backend()} backend cannot write one.")
+check_and_serve(model, small, served, xt[:256], args.out)
