@@ -3,6 +3,7 @@ of a transfer operator), with eigenvalue-driven structured pruning of any functi
 
 from keras_spectral.compaction import compact
 from keras_spectral.conversion import spectralize
+from keras_spectral.convolutional import SpectralConv1D, SpectralConv2D, SpectralConv3D
 from keras_spectral.export import collapse
 from keras_spectral.graph import node_groups
 from keras_spectral.layers import SpectralDense
@@ -14,6 +15,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SpectralDense",
+    "SpectralConv1D",
+    "SpectralConv2D",
+    "SpectralConv3D",
     "EigenvaluePruning",
     "ConstantSparsity",
     "PolynomialDecay",

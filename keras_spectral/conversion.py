@@ -18,6 +18,7 @@ import keras
 
 from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral.cloning import replace_layers
+from keras_spectral.convolutional import CONV_MODES, SPECTRAL_CONVS
 from keras_spectral.layers import SpectralDense
 from keras_spectral.validation import check_choice
 
@@ -46,24 +47,38 @@ def _selector(layers):
     )
 
 
-def _dense_layers(model):
-    found = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.Dense):
-            found.append(layer)
-    return found
+# Arguments that only SpectralDense takes: a convolution is converted without them.
+_DENSE_ONLY = ("eigenvector_rank", "eigenvector_basis", "eigenvector_seed", "kernel_sparsity")
+
+
+def _convertible(layer, eigenvectors):
+    """Whether `spectralize` converts `layer` with mode `eigenvectors`: any Dense; a Conv1D,
+    Conv2D or Conv3D (ungrouped) in a mode the spectral convolutions have."""
+    if isinstance(layer, keras.layers.Dense):
+        return not isinstance(layer, SpectralDense)
+    spectral = SPECTRAL_CONVS.get(type(layer))
+    return spectral is not None and layer.groups == 1 and eigenvectors in CONV_MODES
+
+
+def _convert(layer, eigenvectors, kwargs):
+    if isinstance(layer, keras.layers.Dense):
+        return from_dense(layer, eigenvectors, **kwargs)
+    conv_kwargs = {k: v for k, v in kwargs.items() if k not in _DENSE_ONLY}
+    return SPECTRAL_CONVS[type(layer)].from_conv(layer, eigenvectors, **conv_kwargs)
 
 
 def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
     """A new model in which the chosen `keras.layers.Dense` layers are `SpectralDense`
-    layers with the same outputs (`from_dense`); every other layer is copied with its
-    weights.
+    layers, and the chosen `Conv1D` / `Conv2D` / `Conv3D` layers spectral convolutions
+    (`SpectralConv1D`, ...; in the modes they have, `"trainable"` and `"frozen"`), with the
+    same outputs; every other layer is copied with its weights.
 
     Args:
         model: A built Sequential or functional model (nested models, several inputs and
             outputs, inputs of any rank).
-        layers: Which Dense layers to convert: None (all), a name, a list of names, or a
-            predicate `fn(layer) -> bool`.
+        layers: Which Dense and convolution layers to convert: None (all), a name, a list
+            of names, or a predicate `fn(layer) -> bool`. Grouped convolutions, and all
+            convolutions in the modes only SpectralDense has, pass through unchanged.
         eigenvectors: The mode of the new layers (`from_dense` says which are exact).
         **kwargs: Passed to `from_dense` (e.g. `eigenvector_rank`, `train_eigenvalues_in`).
 
@@ -85,23 +100,28 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
     selected = _selector(layers)
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built; call it on data (or build it) first.")
-    dense = [layer for layer in _dense_layers(model) if not isinstance(layer, SpectralDense)]
-    if not dense:
-        raise ValueError(f"Model '{model.name}' has no keras.layers.Dense layer to convert.")
-    chosen = [layer for layer in dense if selected(layer)]
+    candidates = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+                  if _convertible(layer, eigenvectors)]
+    if not candidates:
+        raise ValueError(
+            f"Model '{model.name}' has no keras.layers.Dense layer (or convolution, in modes "
+            f"{CONV_MODES}) to convert."
+        )
+    names = [layer.name for layer in candidates]
+    chosen = [layer for layer in candidates if selected(layer)]
     if not chosen:
         raise ValueError(
-            f"No Dense layer of model '{model.name}' matches `layers`. Its Dense layers: "
-            f"{[layer.name for layer in dense]}. Received: layers={layers!r}"
+            f"No Dense or convolution layer of model '{model.name}' matches `layers`. Those it has: "
+            f"{names}. Received: layers={layers!r}"
         )
     if isinstance(layers, (list, tuple, set, str)) and not callable(layers):
-        names = {layers} if isinstance(layers, str) else set(layers)
-        missing = sorted(names - {layer.name for layer in dense})
+        wanted = {layers} if isinstance(layers, str) else set(layers)
+        missing = sorted(wanted - set(names))
         if missing:
             raise ValueError(
-                f"Model '{model.name}' has no Dense layer named {missing}; its Dense layers: "
-                f"{[layer.name for layer in dense]}. Received: layers={layers!r}"
+                f"Model '{model.name}' has no Dense or convolution layer named {missing} to convert; "
+                f"those it has: {names}. Received: layers={layers!r}"
             )
     # Convert first, so a layer that cannot be converted leaves nothing half built.
-    converted = {id(layer): from_dense(layer, eigenvectors, **kwargs) for layer in chosen}
+    converted = {id(layer): _convert(layer, eigenvectors, kwargs) for layer in chosen}
     return replace_layers(model, lambda layer: converted.get(id(layer)))

@@ -1,7 +1,7 @@
 """Serving: turn spectral models into plain Keras models, and export them.
 
 `collapse(model)` replaces every `SpectralDense` with the equivalent `keras.layers.Dense`
-(same outputs), so the served model needs neither this package nor the spectral
+and every spectral convolution with the equivalent Keras convolution (same outputs), so the served model needs neither this package nor the spectral
 arithmetic. Export either model with Keras' own
 `model.export(path, format="tf_saved_model")`; see `docs/deployment.md`.
 """
@@ -9,11 +9,21 @@ arithmetic. Export either model with Keras' own
 import keras
 
 from keras_spectral.cloning import replace_layers
+from keras_spectral.convolutional import _SpectralConv
 from keras_spectral.layers import SpectralDense
 
 
+def _plain(layer):
+    if isinstance(layer, SpectralDense):
+        return layer.to_dense()
+    if isinstance(layer, _SpectralConv):
+        return layer.to_conv()
+    return None
+
+
 def collapse(model):
-    """An equivalent model in which every `SpectralDense` is a `keras.layers.Dense`.
+    """An equivalent model in which every `SpectralDense` is a `keras.layers.Dense` and
+    every spectral convolution the matching `keras.layers.Conv*D`.
 
     Works for Sequential and functional models of any topology, nested models included;
     other layers are copied with their weights. The inverse of `spectralize`. The input
@@ -32,7 +42,7 @@ def collapse(model):
             "yet: call it on data (or build it) before collapse()."
         )
     try:
-        return replace_layers(model, lambda layer: layer.to_dense() if isinstance(layer, SpectralDense) else None)
+        return replace_layers(model, _plain)
     except ValueError as error:
         raise ValueError(
             f"collapse() supports Sequential and functional models and could not rebuild "
