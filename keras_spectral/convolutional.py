@@ -119,6 +119,11 @@ class _SpectralConv(keras.layers.Layer):
     def _channel_axis(self):
         return -1 if self.data_format == "channels_last" else 1
 
+    def _input_shape(self, channels):
+        """An input shape with only the channels known: all a convolution's build needs."""
+        spatial = (None,) * self.rank
+        return (None, *spatial, channels) if self.data_format == "channels_last" else (None, channels, *spatial)
+
     def build(self, input_shape):
         if len(input_shape) != self.rank + 2:
             raise ValueError(
@@ -212,7 +217,7 @@ class _SpectralConv(keras.layers.Layer):
         if not self.built:
             raise ValueError(f"Layer '{self.name}' is not built yet, so it has no kernel to collapse.")
         conv = self._plain_conv()
-        conv.build(self._build_shapes_dict["input_shape"])
+        conv.build(self._input_shape(self.input_channels))
         weights = [ops.convert_to_numpy(self.kernel)]
         if self.use_bias:
             weights.append(ops.convert_to_numpy(self.bias))
@@ -246,7 +251,7 @@ class _SpectralConv(keras.layers.Layer):
             use_bias=layer.use_bias, eigenvectors=eigenvectors, name=layer.name, dtype=layer.dtype_policy,
             **kwargs,
         )
-        spectral.build(layer._build_shapes_dict["input_shape"])
+        spectral.build(spectral._input_shape(kernel.shape[-2]))
         spectral.eigenvectors.assign(kernel)
         spectral.eigenvalues_in.assign(np.ones(spectral.eigenvalues_in.shape, "float32"))
         spectral.eigenvalues_out.assign(np.zeros(spectral.eigenvalues_out.shape, "float32"))
