@@ -346,7 +346,7 @@ def test_a_second_remove_inputs_keeps_present_features_with_zero_eigenvalues():
 
     model = relevance_chain()
     layer = model.get_layer("first")
-    remove_inputs(model, keep=4)  # features 4 and 5 ... or whichever ranked last: masked out
+    remove_inputs(model, keep=4)  # the two least relevant features are masked out
     removed = np.flatnonzero(numpy(layer.eigenvalues_in_mask) == 0)
     present = np.flatnonzero(numpy(layer.eigenvalues_in_mask) != 0)
     values = numpy(layer.eigenvalues_in).copy()
