@@ -14,9 +14,9 @@ as node masks silence SpectralDense nodes. With `eigenvectors="frozen"` only the
 
 import keras
 import numpy as np
-from keras import activations, constraints, initializers, ops, regularizers
+from keras import activations, ops
 
-from keras_spectral.layers import default_initializers
+from keras_spectral.layers import set_weight_options, weight_options_config
 from keras_spectral.validation import check_bool, check_choice, check_positive_int, is_int
 
 CONV_MODES = ("frozen", "trainable")
@@ -100,19 +100,7 @@ class _SpectralConv(keras.layers.Layer):
         self.eigenvector_mode = eigenvectors
         self.train_eigenvalues_in = train_eigenvalues_in
         self.train_eigenvalues_out = train_eigenvalues_out
-        default_eigenvalues, default_eigenvectors = default_initializers(eigenvectors)
-        self.eigenvalues_in_initializer = initializers.get(eigenvalues_in_initializer or default_eigenvalues)
-        self.eigenvalues_out_initializer = initializers.get(eigenvalues_out_initializer or default_eigenvalues)
-        self.eigenvectors_initializer = initializers.get(eigenvectors_initializer or default_eigenvectors)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.eigenvalues_in_regularizer = regularizers.get(eigenvalues_in_regularizer)
-        self.eigenvalues_out_regularizer = regularizers.get(eigenvalues_out_regularizer)
-        self.eigenvectors_regularizer = regularizers.get(eigenvectors_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.eigenvalues_in_constraint = constraints.get(eigenvalues_in_constraint)
-        self.eigenvalues_out_constraint = constraints.get(eigenvalues_out_constraint)
-        self.eigenvectors_constraint = constraints.get(eigenvectors_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        set_weight_options(self, eigenvectors, locals())
         self.input_spec = keras.layers.InputSpec(min_ndim=self.rank + 2)
 
     @property
@@ -273,19 +261,8 @@ class _SpectralConv(keras.layers.Layer):
             "eigenvectors": self.eigenvector_mode,
             "train_eigenvalues_in": self.train_eigenvalues_in,
             "train_eigenvalues_out": self.train_eigenvalues_out,
-            "eigenvalues_in_initializer": initializers.serialize(self.eigenvalues_in_initializer),
-            "eigenvalues_out_initializer": initializers.serialize(self.eigenvalues_out_initializer),
-            "eigenvectors_initializer": initializers.serialize(self.eigenvectors_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "eigenvalues_in_regularizer": regularizers.serialize(self.eigenvalues_in_regularizer),
-            "eigenvalues_out_regularizer": regularizers.serialize(self.eigenvalues_out_regularizer),
-            "eigenvectors_regularizer": regularizers.serialize(self.eigenvectors_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-            "eigenvalues_in_constraint": constraints.serialize(self.eigenvalues_in_constraint),
-            "eigenvalues_out_constraint": constraints.serialize(self.eigenvalues_out_constraint),
-            "eigenvectors_constraint": constraints.serialize(self.eigenvectors_constraint),
-            "bias_constraint": constraints.serialize(self.bias_constraint),
         })
+        config.update(weight_options_config(self))
         return config
 
 

@@ -46,6 +46,33 @@ def default_basis(eigenvectors):
     return "kronecker" if eigenvector_modes.kronecker_by_default(eigenvectors) else "dense"
 
 
+WEIGHT_GROUPS = ("eigenvalues_in", "eigenvalues_out", "eigenvectors", "bias")
+
+
+def set_weight_options(layer, eigenvectors, options):
+    """Set `<group>_initializer`, `_regularizer` and `_constraint` on `layer` for every
+    weight group from `options` (the constructor's arguments, its `locals()`), with the
+    defaults of mode `eigenvectors` (shared by the spectral layers)."""
+    default_eigenvalues, default_eigenvectors = default_initializers(eigenvectors)
+    defaults = {"eigenvalues_in": default_eigenvalues, "eigenvalues_out": default_eigenvalues,
+                "eigenvectors": default_eigenvectors, "bias": "zeros"}
+    for group in WEIGHT_GROUPS:
+        initializer = options[f"{group}_initializer"]
+        setattr(layer, f"{group}_initializer", initializers.get(defaults[group] if initializer is None else initializer))
+        setattr(layer, f"{group}_regularizer", regularizers.get(options[f"{group}_regularizer"]))
+        setattr(layer, f"{group}_constraint", constraints.get(options[f"{group}_constraint"]))
+
+
+def weight_options_config(layer):
+    """The `get_config` entries of `set_weight_options`."""
+    config = {}
+    for group in WEIGHT_GROUPS:
+        config[f"{group}_initializer"] = initializers.serialize(getattr(layer, f"{group}_initializer"))
+        config[f"{group}_regularizer"] = regularizers.serialize(getattr(layer, f"{group}_regularizer"))
+        config[f"{group}_constraint"] = constraints.serialize(getattr(layer, f"{group}_constraint"))
+    return config
+
+
 @keras.saving.register_keras_serializable(package="keras_spectral")
 class SpectralDense(keras.layers.Layer):
     """Densely connected layer whose weights are set by a transfer operator's spectrum.
@@ -216,25 +243,7 @@ class SpectralDense(keras.layers.Layer):
         self.kernel_sparsity = kernel_sparsity
         self.train_eigenvalues_in = train_eigenvalues_in
         self.train_eigenvalues_out = train_eigenvalues_out
-        default_eigenvalues, default_eigenvectors = default_initializers(eigenvectors)
-        self.eigenvalues_in_initializer = initializers.get(
-            default_eigenvalues if eigenvalues_in_initializer is None else eigenvalues_in_initializer
-        )
-        self.eigenvalues_out_initializer = initializers.get(
-            default_eigenvalues if eigenvalues_out_initializer is None else eigenvalues_out_initializer
-        )
-        self.eigenvectors_initializer = initializers.get(
-            default_eigenvectors if eigenvectors_initializer is None else eigenvectors_initializer
-        )
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.eigenvalues_in_regularizer = regularizers.get(eigenvalues_in_regularizer)
-        self.eigenvalues_out_regularizer = regularizers.get(eigenvalues_out_regularizer)
-        self.eigenvectors_regularizer = regularizers.get(eigenvectors_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.eigenvalues_in_constraint = constraints.get(eigenvalues_in_constraint)
-        self.eigenvalues_out_constraint = constraints.get(eigenvalues_out_constraint)
-        self.eigenvectors_constraint = constraints.get(eigenvectors_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        set_weight_options(self, eigenvectors, locals())
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
         self._eigenvectors = None
@@ -553,16 +562,7 @@ class SpectralDense(keras.layers.Layer):
             "train_eigenvalues_in": self.train_eigenvalues_in,
             "train_eigenvalues_out": self.train_eigenvalues_out,
         }
-        for group in ("eigenvalues_in", "eigenvalues_out", "eigenvectors", "bias"):
-            config[f"{group}_initializer"] = initializers.serialize(
-                getattr(self, f"{group}_initializer")
-            )
-            config[f"{group}_regularizer"] = regularizers.serialize(
-                getattr(self, f"{group}_regularizer")
-            )
-            config[f"{group}_constraint"] = constraints.serialize(
-                getattr(self, f"{group}_constraint")
-            )
+        config.update(weight_options_config(self))
         return {**base_config, **config}
 
 
