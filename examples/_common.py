@@ -2,6 +2,10 @@
 compacted, collapsed and exported model predicts as the masked one (not part of the library)."""
 
 import argparse
+import os
+
+import keras
+import numpy as np
 
 from keras_spectral import datasets
 
@@ -26,11 +30,6 @@ def check_and_serve(masked, small, served, x, out):
     """Check that the compact and collapsed models predict as the masked one did, then
     export the collapsed one as a SavedModel under `out` and check what it serves
     (TensorFlow and JAX backends; the torch backend cannot write one)."""
-    import os
-
-    import keras
-    import numpy as np
-
     expected = masked.predict(x, verbose=0)
     for name, m in (("compact", small), ("collapsed", served)):
         diff = np.abs(m.predict(x, verbose=0) - expected).max()

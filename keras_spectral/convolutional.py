@@ -94,7 +94,6 @@ class _SpectralConv(keras.layers.Layer):
         self.padding = padding
         self.data_format = data_format
         self.dilation_rate = dilation_rate
-        self.groups = 1
         self.activation = activations.get(activation)
         self.use_bias = use_bias
         self.eigenvector_mode = eigenvectors
@@ -190,9 +189,9 @@ class _SpectralConv(keras.layers.Layer):
         return x
 
     def compute_output_shape(self, input_shape):
-        return self._plain_conv(input_shape[self._channel_axis]).compute_output_shape(input_shape)
+        return self._plain_conv().compute_output_shape(input_shape)
 
-    def _plain_conv(self, channels=None):
+    def _plain_conv(self):
         conv = getattr(keras.layers, f"Conv{self.rank}D")
         return conv(
             self.filters, self.kernel_size, strides=self.strides, padding=self.padding,

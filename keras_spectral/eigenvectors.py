@@ -326,12 +326,12 @@ class _KroneckerBasis:
     def _add_kronecker(self, name, n):
         a, b = kronecker.split_size(n)
         if n > 32 and a + b > n / 2:  # e.g. a prime n: one dense n × n factor
+            balanced = kronecker.balanced_width(n)
             warnings.warn(
                 f"Layer '{self.layer.name}': {n} = {a} × {b} has no divisor near √{n}, so its "
                 f"Kronecker basis costs {n * (a + b):,} multiply-adds per row, no fewer than "
                 f"about half a dense basis' {n * n:,}. For the speed-up choose a width with a balanced "
-                f"factorisation (the next is {kronecker.balanced_width(n)} = "
-                f"{' × '.join(map(str, kronecker.split_size(kronecker.balanced_width(n))))}), "
+                f"factorisation (the next is {balanced} = {' × '.join(map(str, kronecker.split_size(balanced)))}), "
                 'or pass eigenvector_basis="dense".',
                 stacklevel=5,
             )

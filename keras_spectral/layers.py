@@ -349,14 +349,19 @@ class SpectralDense(keras.layers.Layer):
             ops.cast(self.eigenvalues_out_mask, dtype),
         )
 
+    def _spectral_kernel(self, dtype):
+        """`φᵀ ⊙ (λ_in − λ_out)`, formed in the variables' dtype and cast once to `dtype`,
+        as Dense casts its kernel: under mixed precision a product of factors (svd, qr,
+        lowrank) formed in float16 / bfloat16 would carry their rounding errors too."""
+        wide = self.variable_dtype
+        gap = ops.cast(self.eigenvalues_in, wide)[:, None] - ops.cast(self.eigenvalues_out, wide)[None, :]
+        return ops.cast(self._eigenvectors.matrix(wide) * gap, dtype)
+
     def _kernel(self, dtype):
         """The masked direct-space kernel: removed nodes' rows/columns are zero."""
         mask_in, mask_out = self._masks(dtype)
-        lam_in = ops.cast(self.eigenvalues_in, dtype)
-        lam_out = ops.cast(self.eigenvalues_out, dtype)
-        gap = lam_in[:, None] - lam_out[None, :]
         node_mask = mask_in[:, None] * mask_out[None, :]  # zeroes removed nodes' rows/columns
-        return self._sparsify(self._eigenvectors.matrix(dtype) * gap * node_mask)
+        return self._sparsify(self._spectral_kernel(dtype) * node_mask)
 
     def _sparsify(self, kernel):
         if not self.kernel_sparsity:
@@ -369,24 +374,19 @@ class SpectralDense(keras.layers.Layer):
         # Integer inputs (raw pixels) are cast, as Dense does; masks act on the (cheap)
         # input and output vectors, not on the kernel.
         inputs = ops.cast(inputs, dtype) * mask_in
-        lam_in = ops.cast(self.eigenvalues_in, dtype)
-        lam_out = ops.cast(self.eigenvalues_out, dtype)
         if self.kernel_sparsity:
             # The percentile mask needs the whole (node-masked) kernel.
             x = ops.matmul(inputs, self._kernel(dtype))
         elif self._eigenvectors.prefer_factored(_static_rows(inputs.shape)):
             # x @ (φᵀ ⊙ (λ_in − λ_out)) = (x ⊙ λ_in) @ φᵀ − (x @ φᵀ) ⊙ λ_out,
             # evaluated through the factors of φᵀ without forming it.
+            lam_in = ops.cast(self.eigenvalues_in, dtype)
+            lam_out = ops.cast(self.eigenvalues_out, dtype)
             both = ops.concatenate([inputs * lam_in, inputs], axis=0)
             scaled, plain = ops.split(self._eigenvectors.project(both, dtype), 2, axis=0)
             x = scaled - plain * lam_out
         else:
-            # The kernel is formed in the variables' dtype and cast once, as Dense casts
-            # its kernel: under mixed precision a product of factors (svd, qr, lowrank)
-            # formed in float16 / bfloat16 would carry their rounding errors too.
-            wide = self.variable_dtype
-            gap = ops.cast(self.eigenvalues_in, wide)[:, None] - ops.cast(self.eigenvalues_out, wide)[None, :]
-            x = ops.matmul(inputs, ops.cast(self._eigenvectors.matrix(wide) * gap, dtype))
+            x = ops.matmul(inputs, self._spectral_kernel(dtype))
         x = x * mask_out
         if self.bias is not None:
             x = ops.add(x, ops.cast(self.bias, dtype))

@@ -79,7 +79,10 @@ def input_relevance(model):
     Returns:
         A float64 array of shape `(n_in,)`.
     """
-    layer = first_layer(model)
+    return _scores(first_layer(model))
+
+
+def _scores(layer):
     mask = _numpy(layer.eigenvalues_in_mask)
     values = np.abs(_numpy(layer.eigenvalues_in))
     if not np.all(np.isfinite(values[mask != 0])):
@@ -94,8 +97,12 @@ def rank_inputs(model):
     """Input feature indices from most to least relevant: the present features first, by
     score (ties keep index order), then the removed ones (which score 0, as may present
     features whose `λ_in` is exactly 0)."""
-    scores = input_relevance(model)
-    removed = _numpy(first_layer(model).eigenvalues_in_mask) == 0
+    return _ranking(first_layer(model))
+
+
+def _ranking(layer):
+    scores = _scores(layer)
+    removed = _numpy(layer.eigenvalues_in_mask) == 0
     return np.lexsort((np.arange(scores.size), -scores, removed))
 
 
@@ -128,7 +135,7 @@ def remove_inputs(model, fraction=None, keep=None):
                 f"Received an invalid value for `keep`, expected at most the {n_in} input "
                 f"features of layer '{layer.name}'. Received: keep={keep}"
             )
-    order = rank_inputs(model)
+    order = _ranking(layer)
     mask = np.zeros(n_in, dtype="float32")
     mask[order[:keep]] = 1.0
     mask *= _numpy(layer.eigenvalues_in_mask).astype("float32")

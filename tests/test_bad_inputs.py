@@ -4,6 +4,7 @@ and the received value, and nothing changed.
 Backend-agnostic: run under each backend with `KERAS_BACKEND=tensorflow|jax|torch`.
 """
 
+import importlib.util
 import math
 import os
 
@@ -379,8 +380,7 @@ def test_lowrank_with_a_zero_initializer_gives_finite_outputs():
     np.testing.assert_allclose(numpy(model.get_layer("first").kernel), 0.0)
 
 
-plots_needed = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("matplotlib") is None, reason="needs matplotlib")
+plots_needed = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
 
 
 @plots_needed
