@@ -210,7 +210,9 @@ def base_model(name, seed, data):
 
 
 def removable(model):
-    return [g for g in node_groups(model) if g.removable]
+    """The removable groups of hidden nodes this study prunes: dense ones (the CNN's
+    channels are left to benchmarks of channel pruning)."""
+    return [g for g in node_groups(model) if g.removable and not g.channels]
 
 
 def schedule_for(level, data, epochs, oneshot=False):

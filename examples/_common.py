@@ -26,6 +26,16 @@ def mnist(args, quick_train=4000, quick_test=1000):
     return (x, y), (xt, yt)
 
 
+def cifar10(args, quick_train=2000, quick_test=500):
+    """CIFAR-10 images (32, 32, 3) in [0, 1] and integer labels; a small slice with `--quick`."""
+    (x, y), (xt, yt) = datasets.load("cifar10", data_dir=args.data_dir)
+    x, xt = x.astype("float32") / 255.0, xt.astype("float32") / 255.0
+    y, yt = y.astype("int32").reshape(-1), yt.astype("int32").reshape(-1)
+    if args.quick:
+        return (x[:quick_train], y[:quick_train]), (xt[:quick_test], yt[:quick_test])
+    return (x, y), (xt, yt)
+
+
 def check_and_serve(masked, small, served, x, out):
     """Check that the compact and collapsed models predict as the masked one did, then
     export the collapsed one as a SavedModel under `out` and check what it serves

@@ -6,41 +6,44 @@ from keras import ops
 
 from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral.cloning import clone_layer
-from keras_spectral.graph import ModelGraph
+from keras_spectral.graph import ModelGraph, features
 from keras_spectral.graph.features import FULLY_CONNECTED_LAYERS
 from keras_spectral.graph.slicing import numpy, slice_spectral, slicer_for
 from keras_spectral.layers import SpectralDense
+from keras_spectral.spectral_layers import is_spectral
 from keras_spectral.validation import check_bool
 
 
 def _bias(layer):
-    return numpy(layer.bias) if layer.use_bias else np.zeros(layer.units)
+    return numpy(layer.bias) if layer.use_bias else np.zeros(features.width(layer))
 
 
 def _feature_count(graph, call):
-    return int(graph.tensors[call.inputs[0]].shape[-1])
+    return int(graph.tensors[call.inputs[0]].shape[features.channel_axis(call.layer)])
 
 
 def _removed_features(graph, groups):
     """`{id(layer): boolean array over its input features, True = removed}` for every
-    reader and per-feature layer of the compacted groups, and
+    reader and sliced per-feature layer of the compacted groups, and
     `{id(layer): boolean array over its outputs}` for their producers."""
     removed_in, removed_out = {}, {}
     inputs = {id(call.layer): call for call in graph.calls}
     for group, dead in groups:
         for producer in group.producers:
             removed_out[id(producer)] = dead
-        for layer, offset in group.consumers + group.passes:
+        passes = [(layer, rows) for layer, rows in group.passes if slicer_for(layer) is not None]
+        for layer, rows in group.consumers + passes:
             n = _feature_count(graph, inputs[id(layer)])
             flags = removed_in.setdefault(id(layer), np.zeros(n, dtype=bool))
-            flags[offset : offset + group.size] |= dead
+            flags[rows[dead].ravel()] = True
     return removed_in, removed_out
 
 
 def _reader_inputs(graph, removed_in):
     """The value each removed feature has where a fully connected layer reads it, with
     the model run once on zeros: removed nodes output constants (their producers'
-    `activation(bias)`, through per-feature layers), so one run gives them all."""
+    `activation(bias)`, through per-feature layers), so one run gives them all. Returns
+    `{id(layer): (positions, features) array}` (one row per position of a spatial input)."""
     readers = [c for c in graph.calls if isinstance(c.layer, FULLY_CONNECTED_LAYERS) and id(c.layer) in removed_in]
     if not readers:
         return {}
@@ -52,9 +55,31 @@ def _reader_inputs(graph, removed_in):
     values = graph.run(probes)
     result = {}
     for call in readers:
-        x = numpy(values[call.inputs[0]])
-        result[id(call.layer)] = x.reshape(-1, x.shape[-1])[0]
+        x = np.moveaxis(numpy(values[call.inputs[0]]), features.channel_axis(call.layer), -1)
+        result[id(call.layer)] = x.reshape(-1, x.shape[-1])
     return result
+
+
+def _folded_bias(layer, bias, gone_in, read):
+    """`bias` plus the contribution of the removed input features that `layer` still
+    reads (they are constant); refused where that contribution is not one number per
+    output (a channel whose value varies over positions, e.g. after padding)."""
+    ignored = numpy(layer.eigenvalues_in_mask) == 0 if is_spectral(layer) else np.zeros(gone_in.size, bool)
+    folded = gone_in & ~ignored
+    if not folded.any():
+        return bias
+    values = read[:, folded]
+    if isinstance(layer, features.CONVOLUTION_LAYERS) or not np.allclose(values, values[:1], rtol=1e-6, atol=1e-7):
+        if np.all(values == 0):
+            return bias
+        raise ValueError(
+            f"Layer '{layer.name}' reads removed features whose value is not one constant per "
+            "feature (a removed channel reaching a convolution or a padded position), so compact() "
+            "cannot fold them into its bias exactly. Remove nodes with keras_spectral.prune_nodes "
+            "or NodeGroup.remove, which also masks the spectral layers that read them."
+        )
+    kernel = numpy(layer.kernel)
+    return bias + values[0] @ kernel[folded]
 
 
 def compact(model, eigenvectors=None, drop_inputs=False):
@@ -135,30 +160,26 @@ def compact(model, eigenvectors=None, drop_inputs=False):
         shape = list(graph.tensors[call.inputs[0]].shape) if call.inputs else None
         gone_in = removed_in.get(id(layer))
         gone_out = removed_out.get(id(layer))
-        is_spectral = isinstance(layer, SpectralDense)
-        if gone_in is None and gone_out is None and not (is_spectral and eigenvectors):
+        is_spectral_dense = isinstance(layer, SpectralDense)
+        if gone_in is None and gone_out is None and not (is_spectral_dense and eigenvectors):
             replacements[id(layer)] = None  # copied as it is, weights set after the rebuild
             continue
-        n_in = shape[-1]
+        axis = features.channel_axis(layer)
+        n_in = shape[axis]
         keep_in = np.flatnonzero(~gone_in) if gone_in is not None else np.arange(n_in)
+        shape[axis] = len(keep_in)
         if isinstance(layer, FULLY_CONNECTED_LAYERS):
-            keep_out = np.flatnonzero(~gone_out) if gone_out is not None else np.arange(layer.units)
+            keep_out = np.flatnonzero(~gone_out) if gone_out is not None else np.arange(features.width(layer))
             bias = _bias(layer)
             if gone_in is not None and id(layer) in read_values:
-                # Removed features the layer still reads (it does not mask them) are constant.
-                ignored = numpy(layer.eigenvalues_in_mask) == 0 if is_spectral else np.zeros(n_in, bool)
-                folded = gone_in & ~ignored
-                if folded.any():
-                    bias = bias + read_values[id(layer)][folded] @ numpy(layer.kernel)[folded]
+                bias = _folded_bias(layer, bias, gone_in, read_values[id(layer)])
             use_bias = layer.use_bias or bool(np.any(bias != 0))
             bias = bias[keep_out] if use_bias else None
-            shape[-1] = len(keep_in)
-            if is_spectral:
+            if is_spectral_dense:
                 new = slice_spectral(layer, keep_in, keep_out, shape, bias, eigenvectors)
             else:
                 new = slicer_for(layer)(layer, keep_in, keep_out, shape, bias)
         else:
-            shape[-1] = len(keep_in)
             slicer = slicer_for(layer)
             new = slicer(layer, keep_in, keep_in, shape, None) if slicer else None
         replacements[id(layer)] = new

@@ -1,16 +1,19 @@
 """Importance criteria: one score per node of a node group (higher = more important).
 
 A node's spectral knobs are `|λ_out|` in the layers that produce it and `|λ_in|` (its
-rows) in the layers that read it; summed over a coupled group's producers and readers:
+rows) in the layers that read it; summed over a coupled group's producers and readers
+(and, for a channel read after Flatten, over its positions). Spectral layers are
+`SpectralDense` and the spectral convolutions, whose nodes are channels:
 
-- `"in"`: `Σ |λ_in|` of the reading SpectralDense layers. In `w = φᵀ ⊙ (λ_in − λ_out)`
+- `"in"`: `Σ |λ_in|` of the reading spectral layers. In `w = φᵀ ⊙ (λ_in − λ_out)`
   the node's whole outgoing row scales with `λ_in` on top of the part shared by all rows.
-- `"out"`: `Σ |λ_out|` of the producing SpectralDense layers (the criterion of Buffoni
+- `"out"`: `Σ |λ_out|` of the producing spectral layers (the criterion of Buffoni
   et al., 2022, whose layers train `λ_out` alone).
 - `"sum"` (default): `"out" + "in"`, both knobs of the node.
 - `"product"`: `"out" · "in"`.
 - `"l1"`: the L1 norm of the node's incoming weights (its kernel columns in the
-  producers), the classic magnitude criterion, for comparison; works with Dense producers.
+  producers; a convolution's whole filter: L1-norm filter pruning, Li et al. 2017), the
+  classic magnitude criterion, for comparison; works with Dense and Conv producers.
 
 The default was chosen by experiment (`benchmarks/sparsity.py nodes`; `docs/sparsity.md`).
 """
@@ -18,7 +21,7 @@ The default was chosen by experiment (`benchmarks/sparsity.py nodes`; `docs/spar
 import numpy as np
 from keras import ops
 
-from keras_spectral.layers import SpectralDense
+from keras_spectral.spectral_layers import is_spectral
 
 SCORES = ("in", "out", "sum", "product", "l1")
 
@@ -37,23 +40,23 @@ def _needs(score):
 
 
 def can_score(group, score):
-    """Whether `score` can rank `group`: the layers it reads must be SpectralDense."""
+    """Whether `score` can rank `group`: the layers it reads must be spectral."""
     if score == "l1":
         return True
     needs_out, needs_in = _needs(score)
-    return (not needs_out or all(isinstance(p, SpectralDense) for p in group.producers)) and (
-        not needs_in or (group.consumers and all(isinstance(c, SpectralDense) for c, _ in group.consumers))
+    return (not needs_out or all(is_spectral(p) for p in group.producers)) and (
+        not needs_in or (group.consumers and all(is_spectral(c) for c, _ in group.consumers))
     )
 
 
 def scores(group, score):
     """The `score` of each node of `group`, a float64 array of `group.size`."""
     if score == "l1":
-        return sum(np.abs(_values(p.kernel)).sum(axis=0) for p in group.producers)
+        return sum(np.abs(_values(p.kernel)).reshape(-1, group.size).sum(axis=0) for p in group.producers)
     needs_out, needs_in = _needs(score)
     lam_out = sum(np.abs(_values(p.eigenvalues_out)) for p in group.producers) if needs_out else None
     lam_in = (
-        sum(np.abs(_values(c.eigenvalues_in))[offset : offset + group.size] for c, offset in group.consumers)
+        sum(np.abs(_values(c.eigenvalues_in))[rows].sum(axis=1) for c, rows in group.consumers)
         if needs_in
         else None
     )

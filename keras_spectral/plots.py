@@ -20,7 +20,7 @@ import os
 import numpy as np
 from keras import ops
 
-from keras_spectral.layers import SpectralDense
+from keras_spectral.spectral_layers import is_spectral
 from keras_spectral.relevance import input_relevance
 
 
@@ -83,13 +83,13 @@ def _numpy(variable):
 
 
 def spectral_layers(model):
-    """The `SpectralDense` layers of `model` (any built model, nested models included),
-    in the order Keras tracks them."""
+    """The spectral layers of `model` (`SpectralDense` and the spectral convolutions; any
+    built model, nested models included), in the order Keras tracks them."""
     if not hasattr(model, "_flatten_layers"):
         raise TypeError(f"Expected a keras.Model. Received: model={model!r}")
-    layers = [l for l in model._flatten_layers(include_self=False, recursive=True) if isinstance(l, SpectralDense)]
+    layers = [l for l in model._flatten_layers(include_self=False, recursive=True) if is_spectral(l)]
     if not layers:
-        raise ValueError(f"Model '{model.name}' has no SpectralDense layer to plot.")
+        raise ValueError(f"Model '{model.name}' has no spectral layer (SpectralDense or SpectralConv*) to plot.")
     if not all(layer.built for layer in layers):
         raise ValueError(f"Model '{model.name}' is not built yet; call it on data or build it first.")
     return layers
@@ -97,7 +97,7 @@ def spectral_layers(model):
 
 def present_nodes(model):
     """`{(layer name, "in" | "out"): boolean array}`: which eigenvalues of each
-    SpectralDense layer belong to nodes still present. A hidden node removed on any side
+    spectral layer belong to nodes still present. A hidden node removed on any side
     of its node group (a producer's `λ_out` mask or a reader's `λ_in` mask) counts as
     removed on every side."""
     from keras_spectral.graph import node_groups
@@ -115,20 +115,20 @@ def present_nodes(model):
         for producer in group.producers:
             if (producer.name, "out") in present:
                 present[(producer.name, "out")] = alive
-        for consumer, offset in group.consumers:
+        for consumer, rows in group.consumers:
             if (consumer.name, "in") in present:
-                present[(consumer.name, "in")][offset : offset + group.size] = alive
+                present[(consumer.name, "in")][rows.ravel()] = np.repeat(alive, rows.shape[1])
     return present
 
 
 def spectrum(model, bins=40, path=None):
-    """Histograms of each SpectralDense layer's eigenvalues: `λ_in` (left) and `λ_out`
-    (right), one row per layer. Removed nodes (mask 0) are not in the histogram; their
+    """Histograms of each spectral layer's eigenvalues: `λ_in` (left) and `λ_out`
+    (right), one row per layer (a spectral convolution's are per channel). Removed nodes (mask 0) are not in the histogram; their
     count is in each panel's title (a hidden node removed on either side counts on both;
     see `present_nodes`).
 
     Args:
-        model: A built model with SpectralDense layers.
+        model: A built model with spectral layers (SpectralDense, SpectralConv*).
         bins: Number of histogram bins (positive integer).
         path: Optional PNG path to save to.
 

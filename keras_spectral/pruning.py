@@ -3,15 +3,18 @@ weakest, during `fit` (`EigenvaluePruning`) or after it (`prune_nodes`).
 
 Works on any Sequential or functional model: the removable nodes are the prunable node
 groups of its graph (`keras_spectral.graph.node_groups`: the output features of a fully
-connected layer, or of several coupled by an elementwise join, that reach only fully
-connected layers). A chain of SpectralDense layers has one group per hidden layer.
+connected layer, or the channels of a convolution, or of several coupled by an
+elementwise join such as a residual Add, that reach only fully connected layers and
+convolutions). A chain of SpectralDense layers has one group per hidden layer; a CNN of
+spectral convolutions one per convolution (or per residual stream).
 Scores are the criteria of `keras_spectral.importance` (`score="sum"` by default:
 `|λ_out|` of the producers plus `|λ_in|` of the readers).
 
 Removing a node sets its mask to 0 and its eigenvalue to 0: in the producers when they
-are SpectralDense (their column of weights vanishes and the node outputs the constant
-`activation(bias)`, which `compact` folds into the readers' biases), otherwise in the
-readers (their row vanishes). Removed nodes stay removed.
+are spectral layers (their column of weights vanishes and the node outputs the constant
+`activation(bias)`, which `compact` folds into the readers' biases; a removed channel
+is masked in its spectral readers too), otherwise in the readers (their row vanishes).
+Removed nodes stay removed.
 """
 
 import warnings
@@ -23,7 +26,7 @@ from keras import ops
 from keras_spectral import importance
 from keras_spectral.graph import ModelGraph, node_groups
 from keras_spectral.importance import SCORES, NonFiniteScoresError  # noqa: F401 (public names)
-from keras_spectral.layers import SpectralDense
+from keras_spectral.spectral_layers import is_spectral
 from keras_spectral.schedules import PruningSchedule
 from keras_spectral.validation import (
     check_choice,
@@ -36,18 +39,18 @@ SCOPES = ("layer", "global")
 
 
 def _spectral_graph(model):
-    """The model's graph, checked to hold a SpectralDense layer."""
+    """The model's graph, checked to hold a spectral layer."""
     graph = ModelGraph(model)
-    if not any(isinstance(layer, SpectralDense) for layer in graph.layers):
+    if not any(is_spectral(layer) for layer in graph.layers):
         raise ValueError(
-            f"Model '{model.name}' has no SpectralDense layer, so no node has eigenvalues "
-            "or masks: convert its Dense layers first with keras_spectral.spectralize(model)."
+            f"Model '{model.name}' has no SpectralDense or SpectralConv layer, so no node has eigenvalues "
+            "or masks: convert its Dense and Conv layers first with keras_spectral.spectralize(model)."
         )
     return graph
 
 
 def removable_groups(model):
-    """The prunable node groups of `model` (a model with at least one SpectralDense)."""
+    """The prunable node groups of `model` (a model with at least one spectral layer)."""
     every = node_groups(_spectral_graph(model))
     groups = [group for group in every if group.prunable]
     if not groups:
@@ -67,14 +70,14 @@ def node_sparsity(model, groups=None):
 
 def prunable_groups(model, score, groups=None):
     """The prunable node groups that `score` can rank: those whose layers it reads are
-    SpectralDense (`"out"`: the producers, `"in"`: the readers, `"sum"`/`"product"`:
+    spectral (`"out"`: the producers, `"in"`: the readers, `"sum"`/`"product"`:
     both; `"l1"`: any). `groups`: those of `removable_groups(model)`, if already read."""
     check_choice("score", score, SCORES)
     groups = [g for g in (groups or removable_groups(model)) if importance.can_score(g, score)]
     if not groups:
         raise ValueError(
             f"No node group of model '{model.name}' can be scored with score={score!r}: "
-            "it needs SpectralDense layers on the sides it reads (see `SCORES`)."
+            "it needs spectral layers on the sides it reads (see `SCORES`)."
         )
     return groups
 
@@ -91,7 +94,7 @@ def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"
     group's nodes are removed in every layer of the group at once.
 
     Args:
-        model: A built Sequential or functional model with SpectralDense layers.
+        model: A built Sequential or functional model with spectral layers.
         fraction: Target fraction of hidden nodes removed, in [0, 1): per prunable group
             (`scope="layer"`) or over all of their nodes (`scope="global"`, at least one
             node kept per group). Already removed nodes count towards it.
@@ -176,7 +179,7 @@ class EigenvaluePruning(keras.callbacks.Callback):
     At each pruning step (the optimizer's iteration count, so a resumed run continues the
     schedule) nodes are removed either down to the schedule's sparsity (the fraction of
     hidden nodes removed) or, with `threshold`, wherever the score is below it. Masks are
-    weights of the `SpectralDense` layers, so they are saved with the model and restored by
+    weights of the spectral layers, so they are saved with the model and restored by
     `BackupAndRestore`. At each epoch end the fraction removed per hidden layer is added to
     the logs as `node_sparsity/<layer name>`.
 

@@ -205,7 +205,7 @@ def unbuilt():
 
 
 def with_conv_only():
-    return keras.Sequential([keras.Input((6, 1)), keras.layers.Conv1D(2, 3), keras.layers.Flatten(),
+    return keras.Sequential([keras.Input((6, 1)), keras.layers.Conv1D(2, 3), keras.layers.Reshape((8,)),
                              SpectralDense(3, name="conv_head")])
 
 
@@ -221,7 +221,7 @@ MODEL_CASES = [
     ("subclassed", subclassed, ValueError, r"subclassed model.*keras.Sequential or a functional"),
     ("unbuilt", unbuilt, ValueError, "is not built"),
     ("no prunable group", with_conv_only, ValueError, r"no hidden nodes that can be pruned.*'conv_head': is a model output"),
-    ("no spectral layer", dense_only, ValueError, "has no SpectralDense layer"),
+    ("no spectral layer", dense_only, ValueError, "has no SpectralDense or SpectralConv layer"),
     ("no hidden layer", single_layer, ValueError, "no hidden nodes that can be pruned"),
     ("not a model", lambda: "model.keras", TypeError, "Expected a keras.Model"),
 ]

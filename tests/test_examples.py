@@ -23,6 +23,8 @@ EXPECTED = {  # what each example must print (besides exiting 0)
     "compact_checkpoints.py": ["seeded_phi", "kronecker_phi"],
     "prune_trained_model.py": ["converted to SpectralDense", "node group 'hidden_1'", "compact vs masked", "SavedModel at"],
     "distributed_jax.py": ["process 0 of 2", "process 1 of 2"],
+    "prune_cnn.py": ["converted to SpectralConv2D", "node group 'conv_0'", "compact: channels [3, 5, 10]",
+                     "compact vs masked", "SavedModel at"],
 }
 
 

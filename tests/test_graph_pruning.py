@@ -54,13 +54,13 @@ def groups_by_name(model):
     return {group.name: group for group in node_groups(model)}
 
 
-def prune_check_compact(model, x, fraction=0.5, expected_prunable=None):
+def prune_check_compact(model, x, fraction=0.5, expected_prunable=None, score="sum"):
     """Prune every prunable group, compact, and check outputs and group structure."""
     groups = groups_by_name(model)
     if expected_prunable is not None:
         assert sorted(n for n, g in groups.items() if g.prunable) == sorted(expected_prunable)
     before = [w.copy() for w in model.get_weights()]
-    prune_nodes(model, fraction=fraction)
+    prune_nodes(model, fraction=fraction, score=score)
     small = compact(model)
     assert_same_outputs(small, model, x)
     assert small.count_params() < model.count_params()
@@ -149,8 +149,9 @@ def test_functional_mlp_with_batchnorm_dropout_and_concatenate_skip():
     model = functional_mlp()
     x = rng_data((16, 6))
     groups = groups_by_name(model)
-    assert [(c.name, offset) for c, offset in groups["a"].consumers] == [("b", 0), ("head", 0)]
-    assert [(c.name, offset) for c, offset in groups["b"].consumers] == [("head", 12)]
+    assert [(c.name, rows.ravel().tolist()) for c, rows in groups["a"].consumers] == [
+        ("b", list(range(12))), ("head", list(range(12)))]
+    assert [(c.name, rows.ravel().tolist()) for c, rows in groups["b"].consumers] == [("head", list(range(12, 20)))]
     assert {p.name for p, _ in groups["a"].passes} >= {"bn"}
     assert "model output" in groups["head"].reason
     small, _ = prune_check_compact(model, x, expected_prunable=["a", "b"])
@@ -163,10 +164,17 @@ def test_cnn_with_a_spectral_head():
     model = cnn()
     x = rng_data((4, 8, 8, 2))
     groups = groups_by_name(model)
-    assert sorted(groups) == ["fc1", "fc2"]  # convolutions have no node groups (yet)
-    small, _ = prune_check_compact(model, x, fraction=0.75, expected_prunable=["fc1"])
+    assert sorted(groups) == ["conv", "fc1", "fc2"]
+    # The plain Conv2D's channels reach fc1 through pooling and Flatten: 9 rows each,
+    # masked in fc1 (the only spectral layer that holds them).
+    rows = groups["conv"].consumers[0][1]
+    assert rows.shape == (4, 9) and rows[1, :3].tolist() == [1, 5, 9]
+    assert groups["conv"].mask_holders == "consumers"
+    # score="in": the readers' λ_in (the plain Conv2D has no λ_out to rank by).
+    small, _ = prune_check_compact(model, x, fraction=0.75, expected_prunable=["conv", "fc1"], score="in")
     assert small.get_layer("fc1").units == 4
-    assert small.get_layer("conv").kernel.shape == model.get_layer("conv").kernel.shape
+    assert small.get_layer("conv").kernel.shape == (3, 3, 2, 1)
+    assert small.get_layer("fc1").input_dim == 9
 
 
 @pytest.mark.parametrize("gated", [False, True])
@@ -190,7 +198,7 @@ def test_two_input_two_output_model():
     model = two_input_model()
     x = {"left": rng_data((8, 5)), "right": rng_data((8, 3), seed=1)}
     groups = groups_by_name(model)
-    assert [(c.name, o) for c, o in groups["right_hidden"].consumers] == [("joint", 10)]
+    assert [(c.name, int(rows[0, 0])) for c, rows in groups["right_hidden"].consumers] == [("joint", 10)]
     small, _ = prune_check_compact(model, x, expected_prunable=["left_hidden", "right_hidden", "joint"])
     assert small.get_layer("joint").input_dim == 5 + 3
 

@@ -80,7 +80,7 @@ def test_removal_curves_draws_plain_curves_with_seed_spread(tmp_path):
         (lambda m: plots.removal_curves({"a": ([0.0], [97.5])}), r"invalid accuracy for curve 'a'.*97.5"),
         (lambda m: plots.removal_curves({"a": ([90], [0.9])}), r"invalid fraction removed for curve 'a'.*90"),
         (lambda m: plots.removal_curves({"a": (["all"], [0.9])}), r"curve 'a'"),
-        (lambda m: plots.spectrum(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])), "no SpectralDense"),
+        (lambda m: plots.spectrum(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])), "no spectral layer"),
         (lambda m: plots.save(plots.spectrum(m), 3), "`path`"),
     ],
 )

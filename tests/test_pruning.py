@@ -148,13 +148,13 @@ def test_bad_pruning_arguments_raise(kwargs, match):
 
 def test_models_without_spectral_layers_are_rejected():
     dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="no SpectralDense layer"):
+    with pytest.raises(ValueError, match="no SpectralDense or SpectralConv layer"):
         prune_nodes(dense, fraction=0.5)
-    with pytest.raises(ValueError, match="no SpectralDense layer"):
+    with pytest.raises(ValueError, match="no SpectralDense or SpectralConv layer"):
         compact(dense)
     callback = EigenvaluePruning(ConstantSparsity(0.5))
     callback.set_model(dense)
-    with pytest.raises(ValueError, match="no SpectralDense layer"):
+    with pytest.raises(ValueError, match="no SpectralDense or SpectralConv layer"):
         callback.on_train_begin()
 
 

@@ -4,9 +4,9 @@ One function per layer type with per-feature weights, registered by class in `SL
 
     slicer(layer, keep_in, keep_out, input_shape, bias) -> new built layer
 
-`keep_in` / `keep_out` are index arrays of the features kept (per-feature layers get the
-same array for both), `input_shape` the new layer's input shape, and `bias` (fully
-connected layers only) the new bias, or None for none. Layers without per-feature
+`keep_in` / `keep_out` are index arrays of the features (or channels) kept (per-feature
+layers get the same array for both), `input_shape` the new layer's input shape, and
+`bias` (fully connected layers only) the new bias, or None for none. Layers without per-feature
 weights are copied as they are. The new layers get their weights by assignment, never
 by rebuilding initializers from config (so layers made with callable initializers can be
 sliced).
@@ -19,6 +19,7 @@ from keras import ops
 from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral.eigenvectors import _constant
 from keras_spectral.cloning import clone_layer
+from keras_spectral.convolutional import _SpectralConv
 from keras_spectral.layers import SpectralDense
 
 
@@ -69,6 +70,34 @@ def slice_dense(layer, keep_in, keep_out, input_shape, bias):
     return new
 
 
+def slice_spectral_convolution(layer, keep_in, keep_out, input_shape, bias):
+    """SpectralConv1D/2D/3D: the kept input rows and filters of φ, eigenvalues and masks."""
+    new = clone_layer(layer, filters=len(keep_out), use_bias=bias is not None)
+    original_initializer = new.eigenvectors_initializer
+    new.eigenvectors_initializer = "zeros"  # assigned below; no random draw of the full shape
+    new.build(tuple(input_shape))
+    new.eigenvectors_initializer = original_initializer
+    new.eigenvectors.assign(numpy(layer.eigenvectors)[..., keep_in, :][..., keep_out])
+    mask_in = numpy(layer.eigenvalues_in_mask)[keep_in]
+    new.eigenvalues_in.assign(numpy(layer.eigenvalues_in)[keep_in] * mask_in)
+    new.eigenvalues_in_mask.assign(mask_in)
+    new.eigenvalues_out.assign(numpy(layer.eigenvalues_out)[keep_out])
+    new.eigenvalues_out_mask.assign(numpy(layer.eigenvalues_out_mask)[keep_out])
+    if bias is not None:
+        new.bias.assign(bias)
+    return new
+
+
+def slice_convolution(layer, keep_in, keep_out, input_shape, bias):
+    """Conv1D/2D/3D: the kept input rows and filters of the kernel."""
+    new = clone_layer(layer, filters=len(keep_out), use_bias=bias is not None)
+    new.build(tuple(input_shape))
+    new.kernel.assign(numpy(layer.kernel)[..., keep_in, :][..., keep_out])
+    if bias is not None:
+        new.bias.assign(bias)
+    return new
+
+
 def slice_batch_normalization(layer, keep_in, keep_out, input_shape, bias):
     new = clone_layer(layer)
     new.build(tuple(input_shape))
@@ -88,6 +117,10 @@ def slice_prelu(layer, keep_in, keep_out, input_shape, bias):
 SLICERS = {
     SpectralDense: slice_spectral,
     keras.layers.Dense: slice_dense,
+    _SpectralConv: slice_spectral_convolution,
+    keras.layers.Conv1D: slice_convolution,
+    keras.layers.Conv2D: slice_convolution,
+    keras.layers.Conv3D: slice_convolution,
     keras.layers.BatchNormalization: slice_batch_normalization,
     keras.layers.PReLU: slice_prelu,
 }
