@@ -87,20 +87,23 @@ def compact(model, eigenvectors=None, drop_inputs=False):
 
     Nodes removed by `keras_spectral.pruning` (or by setting masks) disappear from every
     layer of their node group (`keras_spectral.graph.node_groups`): fully connected
-    layers get narrower, BatchNormalization and PReLU state is sliced, concatenations
-    shrink, and the other layers are copied with their weights. A node silenced in its
-    producing layer outputs the constant `activation(bias)` (through the per-feature
-    layers after it); that constant's contribution is folded into the readers' biases,
-    so the outputs equal the masked model's (up to float rounding). The model's inputs
-    and outputs keep their shapes.
+    layers and convolutions get narrower (fewer units, filters or input channels),
+    BatchNormalization and PReLU state is sliced, concatenations shrink, and the other
+    layers are copied with their weights. A node silenced in its producing layer outputs
+    the constant `activation(bias)` (through the per-feature layers after it); that
+    constant's contribution is folded into the readers' biases, so the outputs equal the
+    masked model's (up to float rounding). A removed channel is masked in the spectral
+    convolutions that read it, so nothing needs folding there; a constant that would have
+    to be folded into a convolution (masks set by hand on the producer only) is refused.
+    The model's inputs and outputs keep their shapes.
 
     Args:
-        model: A built Sequential or functional model with SpectralDense layers (nested
-            models are expanded into one graph).
+        model: A built Sequential or functional model with spectral layers (SpectralDense,
+            SpectralConv*; nested models are expanded into one graph).
         eigenvectors: Eigenvector mode for the SpectralDense layers of the compact model
             (for example `"trainable"` to retrain the small network in full); `None`
-            keeps each layer's mode. Decomposed modes are refactored exactly from the kept
-            block of φ, with dense bases.
+            keeps each layer's mode (spectral convolutions keep theirs). Decomposed
+            modes are refactored exactly from the kept block of φ, with dense bases.
         drop_inputs: If True, input features removed from the first layer (its
             `eigenvalues_in_mask`, e.g. by `keras_spectral.relevance.remove_inputs`) are
             dropped too: the compact model takes only the kept features, in the order

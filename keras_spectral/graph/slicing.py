@@ -27,6 +27,18 @@ def numpy(x):
     return np.asarray(ops.convert_to_numpy(x), dtype="float64")
 
 
+def _with_spectral_state(new, layer, keep_in, keep_out, bias):
+    """`new` given the kept eigenvalues and masks of the spectral `layer`, and `bias`."""
+    mask_in = numpy(layer.eigenvalues_in_mask)[keep_in]
+    new.eigenvalues_in.assign(numpy(layer.eigenvalues_in)[keep_in] * mask_in)
+    new.eigenvalues_in_mask.assign(mask_in)
+    new.eigenvalues_out.assign(numpy(layer.eigenvalues_out)[keep_out])
+    new.eigenvalues_out_mask.assign(numpy(layer.eigenvalues_out_mask)[keep_out])
+    if bias is not None:
+        new.bias.assign(bias)
+    return new
+
+
 def slice_spectral(layer, keep_in, keep_out, input_shape, bias, eigenvectors=None):
     """SpectralDense: the kept block of φ (refactored exactly for decomposed modes, with
     dense bases), the kept eigenvalues and masks."""
@@ -51,14 +63,7 @@ def slice_spectral(layer, keep_in, keep_out, input_shape, bias, eigenvectors=Non
     new.eigenvectors_initializer = _constant(numpy(layer.eigenvectors)[np.ix_(keep_in, keep_out)])
     new.build(tuple(input_shape[:-1]) + (n_in,))
     new.eigenvectors_initializer = original_initializer
-    mask_in = numpy(layer.eigenvalues_in_mask)[keep_in]
-    new.eigenvalues_in.assign(numpy(layer.eigenvalues_in)[keep_in] * mask_in)
-    new.eigenvalues_in_mask.assign(mask_in)
-    new.eigenvalues_out.assign(numpy(layer.eigenvalues_out)[keep_out])
-    new.eigenvalues_out_mask.assign(numpy(layer.eigenvalues_out_mask)[keep_out])
-    if bias is not None:
-        new.bias.assign(bias)
-    return new
+    return _with_spectral_state(new, layer, keep_in, keep_out, bias)
 
 
 def slice_dense(layer, keep_in, keep_out, input_shape, bias):
@@ -78,14 +83,7 @@ def slice_spectral_convolution(layer, keep_in, keep_out, input_shape, bias):
     new.build(tuple(input_shape))
     new.eigenvectors_initializer = original_initializer
     new.eigenvectors.assign(numpy(layer.eigenvectors)[..., keep_in, :][..., keep_out])
-    mask_in = numpy(layer.eigenvalues_in_mask)[keep_in]
-    new.eigenvalues_in.assign(numpy(layer.eigenvalues_in)[keep_in] * mask_in)
-    new.eigenvalues_in_mask.assign(mask_in)
-    new.eigenvalues_out.assign(numpy(layer.eigenvalues_out)[keep_out])
-    new.eigenvalues_out_mask.assign(numpy(layer.eigenvalues_out_mask)[keep_out])
-    if bias is not None:
-        new.bias.assign(bias)
-    return new
+    return _with_spectral_state(new, layer, keep_in, keep_out, bias)
 
 
 def slice_convolution(layer, keep_in, keep_out, input_shape, bias):
