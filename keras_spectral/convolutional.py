@@ -124,6 +124,15 @@ class _SpectralConv(keras.layers.Layer):
                 f"The channel dimension of the inputs to {type(self).__name__} must be defined. "
                 f"Received: input_shape={tuple(input_shape)}"
             )
+        if self.padding == "valid":
+            spatial = tuple(input_shape[1:-1] if self._channel_axis == -1 else input_shape[2:])
+            for size, k, d in zip(spatial, self.kernel_size, self.dilation_rate):
+                if size is not None and (k - 1) * d + 1 > size:
+                    raise ValueError(
+                        f"Received an invalid value for `kernel_size`, expected a kernel no larger than "
+                        f"the input's spatial shape {spatial} with padding='valid' (or padding='same'). "
+                        f"Received: kernel_size={self.kernel_size}, dilation_rate={self.dilation_rate}"
+                    )
         self.input_channels = channels
         self.eigenvalues_in = self.add_weight(
             name="eigenvalues_in", shape=(channels,), initializer=self.eigenvalues_in_initializer,

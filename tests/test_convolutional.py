@@ -177,3 +177,12 @@ def test_from_conv_refuses_what_it_cannot_convert():
         SpectralConv2D.from_conv(grouped)
     with pytest.raises(ValueError, match="must have rank 4"):
         SpectralConv2D(2, 3).build((None, 8, 3))
+
+
+def test_kernel_larger_than_a_valid_input_is_named():
+    with pytest.raises(ValueError, match=r"`kernel_size`.*spatial shape \(3, 3\).*kernel_size=\(5, 5\)"):
+        SpectralConv2D(4, 5)(keras.Input((3, 3, 2)))
+    with pytest.raises(ValueError, match=r"dilation_rate=\(2,\)"):
+        SpectralConv1D(4, 3, dilation_rate=2)(keras.Input((4, 2)))
+    assert SpectralConv2D(4, 5, padding="same")(keras.Input((3, 3, 2))).shape == (None, 3, 3, 4)
+    assert SpectralConv2D(4, 3)(keras.Input((3, 3, 2))).shape == (None, 1, 1, 4)
