@@ -16,8 +16,8 @@ export.
 import keras
 import numpy as np
 
-from _common import check_and_serve, cifar10, parser
-from keras_spectral import EigenvaluePruning, PolynomialDecay, collapse, compact, node_groups, spectralize
+from _common import check_and_serve, cifar10, parser, prune_while_fine_tuning
+from keras_spectral import collapse, compact, node_groups, spectralize
 
 p = parser(__doc__.splitlines()[0])
 p.add_argument("--sparsity", type=float, default=0.7, help="fraction of each convolution's channels to remove")
@@ -48,13 +48,7 @@ print(f"converted to SpectralConv2D: max prediction difference {diff:.2e}")
 for group in node_groups(model):
     print(f"  node group {group.name!r} ({group.size} {'channels' if group.channels else 'nodes'}): {group.reason or 'prunable'}")
 
-model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-steps = finetune * int(np.ceil(len(x) / batch))
-end = max(1, int(0.6 * steps))
-pruning = EigenvaluePruning(PolynomialDecay(0.0, args.sparsity, begin_step=0, end_step=end,
-                                            frequency=max(1, end // 20)))
-model.fit(x, y, batch_size=batch, epochs=finetune, callbacks=[pruning], verbose=2)
-print(f"pruned while fine-tuning: test accuracy {model.evaluate(xt, yt, verbose=0)[1]:.4f}")
+prune_while_fine_tuning(model, ((x, y), (xt, yt)), args.sparsity, finetune, batch)
 
 small = compact(model)
 served = collapse(small)
