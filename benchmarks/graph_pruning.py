@@ -41,12 +41,11 @@ import time
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_spectral import EigenvaluePruning, PolynomialDecay, collapse, compact, datasets, spectralize
 from keras_spectral import importance
 from keras_spectral.graph import ModelGraph, node_groups
-from keras_spectral.pruning import _sync_jax_state
+from harness.baselines import NodeRemoval
 from harness.results import ResultsFile
 from keras_spectral.schedules import ConstantSparsity
 
@@ -224,44 +223,6 @@ def schedule_for(level, data, epochs, oneshot=False):
     return PolynomialDecay(0.0, level, begin_step=0, end_step=end, frequency=max(1, end // 20))
 
 
-class MagnitudeNodeRemoval(keras.callbacks.Callback):
-    """Dense baseline: remove nodes by incoming L1 norm on a schedule, holding their
-    incoming weights and biases at zero (the node then outputs activation(0) = 0)."""
-
-    def __init__(self, groups, schedule):
-        super().__init__()
-        self.groups, self.schedule = groups, schedule
-        self.removed = [np.zeros(g.size, dtype=bool) for g in groups]
-
-    def _apply(self):
-        for group, removed in zip(self.groups, self.removed):
-            keep = (~removed).astype("float32")
-            for producer in group.producers:
-                producer.kernel.assign(ops.convert_to_numpy(producer.kernel) * keep[None, :])
-                if producer.use_bias:
-                    producer.bias.assign(ops.convert_to_numpy(producer.bias) * keep)
-
-    def on_train_begin(self, logs=None):
-        self.step = 0  # a fresh optimizer (on JAX its counter is not synced during fit)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = self.step
-        self.step += 1
-        if not self.schedule.should_prune(step):
-            return
-        _sync_jax_state(self.model)
-        for g, group in enumerate(self.groups):
-            target = int(math.floor(self.schedule.sparsity_at(step) * group.size + 1e-9))
-            scores = np.where(self.removed[g], -np.inf, importance.scores(group, "l1"))
-            self.removed[g][np.argsort(scores, kind="stable")[:target]] = True
-        self._apply()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if any(r.any() for r in self.removed):
-            _sync_jax_state(self.model)
-            self._apply()
-
-
 def run_route(name, seed, route, level, data):
     build, (base_epochs, finetune_epochs) = MODELS[name][2], epochs_of(name)
     x_probe = data[1][0]
@@ -292,7 +253,8 @@ def run_route(name, seed, route, level, data):
                 "samples_per_second": throughput(small, x_probe),
                 "base_samples_per_second": throughput(base, x_probe)}
     oneshot = route == "magnitude_oneshot"
-    callback = MagnitudeNodeRemoval(removable(base), schedule_for(level, data, finetune_epochs, oneshot))
+    callback = NodeRemoval(removable(base), schedule_for(level, data, finetune_epochs, oneshot),
+                           lambda group: importance.scores(group, "l1"))
     fit(base, data, finetune_epochs, [callback])
     removed = [float(r.mean()) for r in callback.removed]
     return {"accuracy": accuracy(base, data), "removed": removed, **reference}

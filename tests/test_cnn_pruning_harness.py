@@ -22,7 +22,7 @@ def test_channel_removal_silences_the_weakest_filters():
     groups = cnn_pruning.channel_groups(model)
     assert [g.size for g in groups] == list(cnn_pruning.WIDTHS)
     scores = [cnn_pruning.l1_score(g) for g in groups]
-    callback = cnn_pruning.ChannelRemoval(groups, cnn_pruning.at_once(0.5), cnn_pruning.l1_score)
+    callback = cnn_pruning.NodeRemoval(groups, cnn_pruning.at_once(0.5), cnn_pruning.l1_score)
     callback.set_model(model)
     callback.on_train_begin()
     callback.on_train_batch_begin(0)
@@ -36,6 +36,23 @@ def test_channel_removal_silences_the_weakest_filters():
         assert np.any(out[..., ~removed] != 0)
         bn = model.get_layer(group.passes[0][0].name)
         assert np.all(keras.ops.convert_to_numpy(bn.gamma)[removed] == 0)
+
+
+def test_reader_norm_eigenvalues_keep_the_outputs_and_rank_by_outgoing_weights():
+    from keras_spectral import spectralize
+
+    keras.utils.set_random_seed(0)
+    model = cnn_pruning.cnn()
+    spectral = spectralize(model)
+    x = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
+    before = spectral.predict(x, verbose=0)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("conv_1").kernel)
+    cnn_pruning.reader_norm_eigenvalues(spectral)
+    np.testing.assert_allclose(spectral.predict(x, verbose=0), before, rtol=1e-5, atol=1e-6)
+    lam_in = keras.ops.convert_to_numpy(spectral.get_layer("conv_1").eigenvalues_in)
+    np.testing.assert_allclose(lam_in, np.sqrt((kernel**2).mean(axis=(0, 1, 3))), rtol=1e-6)
+    # The first convolution reads the image, not a channel group: left as converted.
+    assert np.all(keras.ops.convert_to_numpy(spectral.get_layer("conv_0").eigenvalues_in) == 1)
 
 
 def test_a_unit_is_claimed_once_and_a_dead_holder_releases_it(tmp_path, monkeypatch):

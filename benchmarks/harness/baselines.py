@@ -3,16 +3,22 @@
 - `prune_dense_nodes_by_incoming_l1`: the papers' node-pruning baseline for `Dense`
   networks (Buffoni et al., 2022): rank each hidden node by the L1 norm of its incoming
   weights and zero the weakest nodes' incoming columns.
+- `NodeRemoval`: the conventional structured-pruning baseline for any node group of
+  `keras_spectral.node_groups` (Dense nodes, convolution channels): on a schedule, remove
+  the nodes of lowest score (incoming L1 norm, BatchNorm's |γ|, ...) and hold them at zero.
 - `tfmot_magnitude_pruned_mlp`: tensorflow-model-optimization's `prune_low_magnitude` with
   a `PolynomialDecay` schedule. tfmot 0.8.1 does not accept Keras 3 models, so this
   baseline is built with `tf_keras` (Keras 2) on TensorFlow, and needs the TensorFlow
   backend's packages.
 """
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
 
+from keras_spectral.pruning import _sync_jax_state
 from keras_spectral.validation import check_fraction
 
 
@@ -33,6 +39,63 @@ def prune_dense_nodes_by_incoming_l1(model, fraction):
         layer.kernel.assign(kernel)
         report[layer.name] = len(removed) / layer.units
     return report
+
+
+def _numpy(variable):
+    return np.asarray(ops.convert_to_numpy(variable), dtype="float32")
+
+
+def batch_norms(group):
+    """`(layer, features)` of the BatchNormalization layers a node group passes."""
+    return [(layer, rows[:, 0]) for layer, rows in group.passes if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+class NodeRemoval(keras.callbacks.Callback):
+    """Conventional structured pruning during `fit`: at each step the `schedule`
+    (a `keras_spectral.schedules` schedule) prunes, remove each group's nodes of lowest
+    `score(group)` (one number per node) down to its sparsity. Removed nodes are held at
+    zero after every step: the producers' kernel columns (a convolution's whole filter)
+    and biases, and the γ and β of BatchNormalization layers they pass, so the node is 0
+    after the activation (ReLU, tanh, ...): removed for good. `removed`: a boolean array
+    per group."""
+
+    def __init__(self, groups, schedule, score):
+        super().__init__()
+        self.groups, self.schedule, self.score = groups, schedule, score
+        self.removed = [np.zeros(g.size, dtype=bool) for g in groups]
+
+    def _apply(self):
+        for group, removed in zip(self.groups, self.removed):
+            keep = (~removed).astype("float32")
+            for producer in group.producers:
+                producer.kernel.assign(_numpy(producer.kernel) * keep)
+                if producer.use_bias:
+                    producer.bias.assign(_numpy(producer.bias) * keep)
+            for bn, features in batch_norms(group):
+                mask = np.ones(bn.gamma.shape[0], dtype="float32")
+                mask[features[removed]] = 0.0
+                bn.gamma.assign(_numpy(bn.gamma) * mask)
+                bn.beta.assign(_numpy(bn.beta) * mask)
+
+    def on_train_begin(self, logs=None):
+        self.step = 0  # a fresh optimizer (on JAX its counter is not synced during fit)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.step
+        self.step += 1
+        if not self.schedule.should_prune(step):
+            return
+        _sync_jax_state(self.model)
+        for g, group in enumerate(self.groups):
+            target = int(math.floor(self.schedule.sparsity_at(step) * group.size + 1e-9))
+            scores = np.where(self.removed[g], -np.inf, self.score(group))
+            self.removed[g][np.argsort(scores, kind="stable")[:target]] = True
+        self._apply()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if any(r.any() for r in self.removed):
+            _sync_jax_state(self.model)
+            self._apply()
 
 
 def tfmot_magnitude_pruned_mlp(
