@@ -12,7 +12,9 @@ about twice as fast as JAX's here; a process sees only its core):
 
 Each process claims the next unit of work nobody holds (a seed's trained CNN and every
 route that starts from it; a seed's from-scratch cells), so both cores stay busy; a unit
-left by a process that died is claimed again.
+left by a process that died is claimed again. `--units NAME --share I/N` (I = 0 .. N-1)
+splits one unit's cells between N processes (once its base model is trained), e.g. to
+finish the last unit on both cores; don't mix split and whole runs of one unit.
 
 Model (issue #20): three stages of Conv2D 3×3 ('same', no bias) → BatchNormalization →
 ReLU → 2×2 max pooling, with 32 / 64 / 128 channels, then global average pooling and a
@@ -85,6 +87,7 @@ from graph_pruning import _width, multiply_adds, throughput
 from harness.baselines import NodeRemoval, batch_norms
 from harness.cells import run_cells
 from harness.results import ResultsFile
+from reproduce import parse_shard
 
 DEFAULT_RESULTS = "results/cnn_pruning.jsonl"
 WORK_DIR = "results/tmp/cnn_pruning"
@@ -402,10 +405,13 @@ def run(args):
     results = ResultsFile(args.results)
     data = load_data()
     todo = {name: keys for name, keys in units(args).items() if not args.units or name in args.units}
+    (share,), count = args.share
+    if count:  # every count-th cell of each unit, from the share-th: a unit split between processes
+        todo = {f"{name}.{share}of{count}": keys[share::count] for name, keys in todo.items()}
     for name, keys in todo.items():
         if all(results.has(k) for k in keys):
             continue
-        if name.startswith("base_") and SPECTRAL_L1 is None:
+        if name.startswith("base_") and SPECTRAL_L1 is None:  # (a split unit keeps its name's start)
             print(f"unit {name} waits for `tune` (SPECTRAL_L1 is not set)", flush=True)
             continue
         with claim(name) as mine:
@@ -430,6 +436,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--levels", nargs="+", type=float, default=list(LEVELS))
     parser.add_argument("--units", nargs="*", default=None, help="only these units (names as printed)")
+    parser.add_argument("--share", type=parse_shard, default=((0,), 0),
+                        help="I/N: every N-th cell of each unit, from the I-th (to split a unit's cells)")
     parser.add_argument("--results", default=DEFAULT_RESULTS)
     parser.add_argument("--out", default="docs")
     parser.add_argument("--quick", action="store_true")

@@ -194,8 +194,8 @@ def report_text(records):
         f"Every route fine-tunes for {FINETUNE_EPOCHS} epochs; `scratch` trains the CNN of the final widths "
         f"for {BASE_EPOCHS + FINETUNE_EPOCHS}. The same fraction of each convolution's channels goes in every "
         "route, so parameters and multiply-adds (of `collapse(compact(model))`, plain Conv2D / Dense) are "
-        "those of every route. Throughput: `predict_on_batch` of 1,024 images on one core, the compacted CNN "
-        "against the unpruned one in the same process.",
+        "those of every route. Throughput: `predict_on_batch` of 1,024 images on one core (the other core ran "
+        "the other half of the study), the compacted CNN against the unpruned one in the same process.",
         "",
         *pruning_table(table, levels),
         "",
