@@ -263,12 +263,12 @@ def run_spectral(base, level, data, penalty, delay=0.0, eigenvalues="unit"):
 def run_slimming(base, level, data):
     finetune = epochs()[1]
     first = max(1, finetune // 2)
-    batch_norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for bn in batch_norms:
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for bn in norms:
         bn.gamma.regularizer = keras.regularizers.L1(SLIMMING_L1)
     optimizer = keras.optimizers.Adam(LR)
     fit(compile_model(base, optimizer), data, first)
-    for bn in batch_norms:
+    for bn in norms:
         bn.gamma.regularizer = None
     callback = NodeRemoval(channel_groups(base), at_once(level), gamma_scores)
     fit(compile_model(base, optimizer), data, max(1, finetune - first), [callback])  # the same Adam state
