@@ -1,8 +1,6 @@
 """The page and figure of the CNN channel-pruning study (`benchmarks/cnn_pruning.py report`),
 written from its results file alone."""
 
-import os
-
 import numpy as np
 
 from cnn_pruning import (
@@ -15,8 +13,7 @@ from cnn_pruning import (
     STUDY_ROUTES,
     WIDTHS,
 )
-from harness.report_utils import atomic_write, finish_figure, provenance
-from harness.results import ResultsFile
+from harness.report_utils import finish_figure, provenance, records_or_exit, write_page
 
 COMMAND = "python benchmarks/cnn_pruning.py report"
 LABELS = {
@@ -281,11 +278,5 @@ def plot(records, path):
 
 
 def report(args):
-    records = ResultsFile(args.results).records()
-    if not records:
-        raise SystemExit(f"{args.results} holds no records yet: run `python benchmarks/cnn_pruning.py run` first.")
-    os.makedirs(os.path.join(args.out, "figures"), exist_ok=True)
-    figure = os.path.join(args.out, "figures", "cnn_pruning.png")
-    plot(records, figure)
-    atomic_write(os.path.join(args.out, "cnn_pruning.md"), report_text(records))
-    print(f"wrote {args.out}/cnn_pruning.md and {figure}")
+    records = records_or_exit(args.results, "cnn_pruning")
+    write_page(args.out, "cnn_pruning", records, plot, report_text(records))

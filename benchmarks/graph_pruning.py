@@ -418,18 +418,12 @@ def plot(records, path):
 
 
 def report(args):
-    from harness.report_utils import atomic_write
+    from harness.report_utils import records_or_exit, write_page
 
-    records = ResultsFile(args.results).records()
-    if not records:
-        raise SystemExit(f"{args.results} holds no records yet: run `python benchmarks/graph_pruning.py run` first.")
-    os.makedirs(os.path.join(args.out, "figures"), exist_ok=True)
-    figure = os.path.join(args.out, "figures", "graph_pruning.png")
-    plot(records, figure)
+    records = records_or_exit(args.results, "graph_pruning")
     text = report_text(records, "python benchmarks/graph_pruning.py report")
     text += "\n![accuracy against nodes removed](figures/graph_pruning.png)\n"
-    atomic_write(os.path.join(args.out, "graph_pruning.md"), text)
-    print(f"wrote {args.out}/graph_pruning.md and {figure}")
+    write_page(args.out, "graph_pruning", records, plot, text)
 
 
 def main(argv=None):

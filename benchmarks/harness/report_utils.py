@@ -25,6 +25,26 @@ def atomic_write(path, text):
     os.replace(tmp, path)
 
 
+def records_or_exit(results, study):
+    """The records of the results file `results`, or exit saying to run `study` first."""
+    from harness.results import ResultsFile
+
+    records = ResultsFile(results).records()
+    if not records:
+        raise SystemExit(f"{results} holds no records yet: run `python benchmarks/{study}.py run` first.")
+    return records
+
+
+def write_page(out, name, records, plot, text):
+    """Write `out/<name>.md` (`text`) and its figure `out/figures/<name>.png`
+    (`plot(records, path)`), each atomically."""
+    os.makedirs(os.path.join(out, "figures"), exist_ok=True)
+    figure = os.path.join(out, "figures", f"{name}.png")
+    plot(records, figure)
+    atomic_write(os.path.join(out, f"{name}.md"), text)
+    print(f"wrote {out}/{name}.md and {figure}")
+
+
 def provenance(records):
     machines = sorted({r.get("machine", "?") for r in records})
     dates = sorted({r.get("date", "?") for r in records})
