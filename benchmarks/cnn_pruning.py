@@ -81,9 +81,9 @@ from keras_spectral import (
     node_groups,
     spectralize,
 )
-from keras_spectral.schedules import ConstantSparsity
+from keras_spectral.models import trainable_count
 
-from graph_pruning import _width, multiply_adds, throughput
+from graph_pruning import _width, multiply_adds, removal_schedule, throughput
 from harness.baselines import NodeRemoval, batch_norms
 from harness.cells import run_cells
 from harness.results import ResultsFile
@@ -96,7 +96,6 @@ LR, BATCH = 1e-3, 200
 BASE_EPOCHS, FINETUNE_EPOCHS = 6, 2
 VALIDATION = 5000
 LEVELS = (0.5, 0.7, 0.9)
-SCHEDULE_SHARE = 0.6  # of the fine-tuning steps over which the gradual routes reach their level
 SLIMMING_L1 = 1e-4  # Liu et al. 2017's penalty on BatchNorm's γ
 SPECTRAL_L1 = 1e-2  # on λ_in; chosen on validation by `tune` (pilot in the results file; docs page)
 TUNE_PENALTIES = (0.0, 1e-3, 1e-2)
@@ -168,10 +167,6 @@ def accuracies(model, data):
     return out
 
 
-def trainable_count(model):
-    return int(sum(math.prod(w.shape) for w in model.trainable_weights))
-
-
 def steps_per_epoch(data):
     return math.ceil(len(data[0][0]) / BATCH)
 
@@ -209,13 +204,12 @@ def gamma_scores(group):
 
 
 def gradual(level, data, n_epochs):
-    steps = n_epochs * steps_per_epoch(data)
-    end = max(1, int(SCHEDULE_SHARE * steps))
-    return PolynomialDecay(0.0, level, begin_step=0, end_step=end, frequency=max(1, end // 20))
+    """graph_pruning's gradual schedule: `level` reached over the first 60 % of the steps."""
+    return removal_schedule(level, n_epochs * steps_per_epoch(data))
 
 
 def at_once(level):
-    return ConstantSparsity(level, begin_step=0, end_step=0, frequency=1)
+    return removal_schedule(level, 0, oneshot=True)
 
 
 def l1_score(group):
@@ -292,9 +286,7 @@ def run_route(seed, route, level, data, penalty=None, variant=None):
         tuned = accuracies(base, data)
         return {**values, "finetuned_accuracy": tuned["accuracy"], "finetuned_val_accuracy": tuned["val_accuracy"]}
     if route == "spectral":
-        penalty = SPECTRAL_L1 if penalty is None else penalty
-        if penalty is None:
-            raise SystemExit("SPECTRAL_L1 is not set yet: run `python benchmarks/cnn_pruning.py tune` first.")
+        penalty = SPECTRAL_L1 if penalty is None else penalty  # `run` waits until `tune` has set it
         return {**run_spectral(base, level, data, penalty, **(variant or {})), "penalty": penalty, **reference}
     if route == "slimming":
         return {**run_slimming(base, level, data), **reference}

@@ -13,7 +13,7 @@ from cnn_pruning import (
     STUDY_ROUTES,
     WIDTHS,
 )
-from harness.report_utils import finish_figure, provenance, records_or_exit, write_page
+from harness.report_utils import cell, finish_figure, provenance, records_or_exit, write_page
 
 COMMAND = "python benchmarks/cnn_pruning.py report"
 LABELS = {
@@ -51,11 +51,8 @@ def mean(values):
     return float(np.mean(values)) if values else None
 
 
-def fmt(values, digits=2):
-    if not values:
-        return "–"
-    values = 100 * np.asarray(values, dtype=float)
-    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f} ({len(values)})"
+def fmt(values):
+    return cell(values, digits=2)
 
 
 def accuracy(table, route, level, field="accuracy"):

@@ -216,7 +216,12 @@ def removable(model):
 
 def schedule_for(level, data, epochs, oneshot=False):
     (x, _), _ = data
-    steps = epochs * math.ceil(len(x) / BATCH)
+    return removal_schedule(level, epochs * math.ceil(len(x) / BATCH), oneshot)
+
+
+def removal_schedule(level, steps, oneshot=False):
+    """`level` of the nodes removed at once before step 0 (`oneshot`), or gradually over the
+    first `SCHEDULE_SHARE` of `steps` (`PolynomialDecay`, about 20 pruning steps)."""
     if oneshot:
         return ConstantSparsity(level, begin_step=0, end_step=0, frequency=1)
     end = max(1, int(SCHEDULE_SHARE * steps))

@@ -63,15 +63,16 @@ class NodeRemoval(keras.callbacks.Callback):
         super().__init__()
         self.groups, self.schedule, self.score = groups, schedule, score
         self.removed = [np.zeros(g.size, dtype=bool) for g in groups]
+        self._norms = [batch_norms(g) for g in groups]  # read once: _apply runs every step
 
     def _apply(self):
-        for group, removed in zip(self.groups, self.removed):
+        for group, removed, norms in zip(self.groups, self.removed, self._norms):
             keep = (~removed).astype("float32")
             for producer in group.producers:
                 producer.kernel.assign(_numpy(producer.kernel) * keep)
                 if producer.use_bias:
                     producer.bias.assign(_numpy(producer.bias) * keep)
-            for bn, features in batch_norms(group):
+            for bn, features in norms:
                 mask = np.ones(bn.gamma.shape[0], dtype="float32")
                 mask[features[removed]] = 0.0
                 bn.gamma.assign(_numpy(bn.gamma) * mask)

@@ -11,11 +11,12 @@ def stats(values):
     return values.mean(), values.std(), len(values)
 
 
-def cell(values):
+def cell(values, digits=1):
+    """`mean ± std (n)` in percent of accuracies given as fractions, or "–" for none."""
     if not values:
         return "–"
     mean, std, n = stats(values)
-    return f"{mean:.1f} ± {std:.1f} ({n})"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} ({n})"
 
 
 def atomic_write(path, text):
