@@ -84,6 +84,16 @@ def goal_lines(table):
         others = ", ".join(f"{r.replace('_', ' ')} {100 * mean(accuracy(table, r, 0.9)):.2f} %"
                            for r in ("l1_gradual", "l1_oneshot", "slimming", "scratch") if accuracy(table, r, 0.9))
         lines.append(f"- **At 90 % removed:** spectral {100 * mean(spectral['accuracy']):.2f} %; {others}.")
+    losses = []
+    for level in LEVELS:
+        ahead = [(r, mean(accuracy(table, r, level))) for r in (*PRUNING_ROUTES[1:], "scratch")
+                 if accuracy(table, r, level) and accuracy(table, "spectral", level)
+                 and mean(accuracy(table, r, level)) > mean(accuracy(table, "spectral", level))]
+        if ahead:
+            losses.append(f"at {int(round(100 * level))} % ({100 * mean(accuracy(table, 'spectral', level)):.2f} %) "
+                          + ", ".join(f"{LABELS[r]} {100 * a:.2f} %" for r, a in ahead))
+    if losses:
+        lines.append("- **Where the spectral route does not win** (routes ahead of it): " + "; ".join(losses) + ".")
     return lines
 
 
