@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+import reproduce_pareto as pareto
 from harness.report_utils import atomic_write, cell, finish_figure, provenance, stats
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10 (flattened)"}
@@ -137,35 +138,66 @@ def targets(rows):
     return lines + [""]
 
 
-def plots(rows, descriptions, folder):
+def width_plot(rows, folder):
+    """Accuracy against hidden width of the grid's methods as currently defined (one
+    colour per family, as in the equal-budget figures)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets = _datasets(rows)
-    made = []
-    for kind in ("width", "params"):
-        fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets), 3.8), squeeze=False)
-        for ax, dataset in zip(axes[0], datasets):
-            for method, label in descriptions.items():
-                group = _group(rows, dataset=dataset, method=method)
-                widths = sorted({r["key"]["width"] for r in group})
-                if not widths:
-                    continue
-                s = [stats([r["test_accuracy"] for r in _group(group, width=w)]) for w in widths]
-                xs = widths if kind == "width" else [_group(group, width=w)[0]["trainable_params"] for w in widths]
-                ax.errorbar(xs, [v[0] for v in s], yerr=[v[1] for v in s], marker="o", capsize=3, label=label)
-            if kind == "params":
-                ax.set_xscale("log")
-            ax.set_xlabel("hidden width" if kind == "width" else "trainable parameters")
-            ax.set_ylabel("test accuracy (%)")
-            ax.set_title(DATASET_NAMES.get(dataset, dataset))
-            ax.grid(alpha=0.3)
-        name = f"reproduce_accuracy_vs_{kind}.png"
-        finish_figure(fig, axes, os.path.join(folder, name), legend_size=6)
-        made.append(name)
-    return made
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets), 3.8), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for method, (family, colour, marker, label) in pareto.STYLE.items():
+            group = _group(rows, dataset=dataset, method=method)
+            widths = sorted({r["key"]["width"] for r in group})
+            if not widths:
+                continue
+            s = [stats([r["test_accuracy"] for r in _group(group, width=w)]) for w in widths]
+            ax.errorbar(widths, [v[0] for v in s], yerr=[v[1] for v in s], color=colour, marker=marker,
+                        capsize=3, label=f"{family}: {label}")
+        ax.set_xlabel("hidden width")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(DATASET_NAMES.get(dataset, dataset))
+        ax.grid(alpha=0.3)
+    name = "reproduce_accuracy_vs_width.png"
+    finish_figure(fig, axes, os.path.join(folder, name), legend_size=6)
+    return name
+
+
+def equal_budgets(rows, folder, multiply_adds_of):
+    """The equal-budget section: figures against parameters and multiply-adds, the
+    "which mode when" table, the eigenvalues against their cousins, the goal, every
+    configuration against the Dense frontier."""
+    by_dataset = {d: pareto.points(rows, d, multiply_adds_of) for d in _datasets(rows)}
+    by_dataset = {d: pts for d, pts in by_dataset.items() if pts}
+    lines = [
+        "## Equal budgets",
+        "",
+        "Every configuration of the grid and of `python benchmarks/reproduce.py budget` (the equal-budget "
+        "baselines), as currently defined: superseded revisions and the explicit-basis variants are left out "
+        "here. The Dense frontier joins the Dense configurations (one or two hidden layers, any width) that no "
+        "Dense configuration with fewer trainable parameters matches, linearly in log-parameters; a "
+        "configuration's Δ is its mean test accuracy minus the frontier at its parameter count. Multiply-adds "
+        "are per sample at inference, each SpectralDense layer counted in its cheaper order (the collapsed "
+        "dense kernel, or its factors).",
+        "",
+    ]
+    for axis, name in (("params", "reproduce_accuracy_vs_params.png"), ("macs", "reproduce_accuracy_vs_multiply_adds.png")):
+        pareto.plot(by_dataset, DATASET_NAMES, os.path.join(folder, name), axis)
+        lines += [f"![{name}](figures/{name})", ""]
+    lines += ["### Which mode when", "",
+              "For each budget of trainable parameters, the most accurate configuration and the most accurate "
+              "Dense one within it.", ""] + pareto.which_mode_when(by_dataset, DATASET_NAMES)
+    lines += ["### Do the eigenvalues matter? Each mode against its cousin without them", ""]
+    lines += pareto.cousins(by_dataset, DATASET_NAMES)
+    lines += [f"### Goal: ≥ {pareto.GOAL_MARGIN} pt above the Dense frontier above {pareto.GOAL_PARAMS:,} parameters "
+              "on MNIST and Fashion-MNIST", ""] + pareto.goal(by_dataset, DATASET_NAMES)
+    for dataset, pts in by_dataset.items():
+        lines += [f"### {DATASET_NAMES.get(dataset, dataset)}: every configuration against the Dense frontier", ""]
+        lines += pareto.every_configuration(pts)
+    return lines
 
 
 def relabel_revisions(rows, descriptions, revisions):
@@ -198,9 +230,14 @@ def first_grid(rows, grid_methods, revisions):
     return [r for r in rows if first(r["key"]["method"])]
 
 
-def write_report(records, out_dir, command, descriptions, grid_methods, grid_size, revisions=None):
-    rows = [r for r in records if r["key"]["experiment"] == "grid"]
-    rows, descriptions = relabel_revisions(rows, descriptions, revisions or {})
+def write_report(records, out_dir, command, descriptions, grid_methods, grid_size, revisions=None,
+                 budget_methods=(), multiply_adds_of=None):
+    """`budget_methods`: the equal-budget baselines, shown only in the equal-budget section
+    and the list of every cell; `multiply_adds_of(dataset, method, width)` gives the
+    multiply-adds of cells recorded without them."""
+    every = [r for r in records if r["key"]["experiment"] == "grid"]
+    every, descriptions = relabel_revisions(every, descriptions, revisions or {})
+    rows = [r for r in every if r["key"]["method"] not in budget_methods]
     figures = os.path.join(out_dir, "figures")
     os.makedirs(figures, exist_ok=True)
     lines = [
@@ -223,8 +260,10 @@ def write_report(records, out_dir, command, descriptions, grid_methods, grid_siz
         lines += ["## At the widest width", ""] + summary(rows, descriptions)
         lines += ["## Test accuracy by width", ""] + tables(rows, descriptions)
         lines += ["## Targets", ""] + targets(rows)
-        for name in plots(rows, descriptions, figures):
-            lines += [f"![{name}](figures/{name})", ""]
-        lines += ["## Every cell", ""] + details(rows, descriptions)
+        name = width_plot(rows, figures)
+        lines += [f"![{name}](figures/{name})", ""]
+        if multiply_adds_of is not None:
+            lines += equal_budgets(every, figures, multiply_adds_of)
+        lines += ["## Every cell", ""] + details(every, descriptions)
     atomic_write(os.path.join(out_dir, "reproduce_results.md"), "\n".join(lines) + "\n")
     print(f"wrote {os.path.join(out_dir, 'reproduce_results.md')}")

@@ -6,6 +6,11 @@
 - `NodeRemoval`: the conventional structured-pruning baseline for any node group of
   `keras_spectral.node_groups` (Dense nodes, convolution channels): on a schedule, remove
   the nodes of lowest score (incoming L1 norm, BatchNorm's |γ|, ...) and hold them at zero.
+- `LowRankDense` and `ScaledFrozenDense`: the equal-budget cousins of two spectral modes
+  for the grid (`reproduce.py budget`): a plain trained low-rank kernel `A B` (the
+  `lowrank` mode without eigenvalues) and a frozen random kernel with trained per-row and
+  per-column scales, `diag(a) φᵀ diag(b)` (the two eigenvalue sets' multiplicative
+  cousin: a product where the spectral kernel has the difference `λ_in − λ_out`).
 - `tfmot_magnitude_pruned_mlp`: tensorflow-model-optimization's `prune_low_magnitude` with
   a `PolynomialDecay` schedule. tfmot 0.8.1 does not accept Keras 3 models, so this
   baseline is built with `tf_keras` (Keras 2) on TensorFlow, and needs the TensorFlow
@@ -97,6 +102,70 @@ class NodeRemoval(keras.callbacks.Callback):
         if any(r.any() for r in self.removed):
             _sync_jax_state(self.model)
             self._apply()
+
+
+class LowRankDense(keras.layers.Layer):
+    """A dense layer whose kernel is `A B` (`(n_in, rank)`, `(rank, units)`), both
+    trained: the `lowrank` SpectralDense mode without its eigenvalues. The factors start
+    as the `lowrank` mode's do: the best rank-`rank` approximation of a Glorot-variance
+    draw, rescaled to the draw's Frobenius norm and split evenly between A and B.
+    Trainable parameters `rank · (n_in + units) + units`; multiply-adds per sample
+    `rank · (n_in + units)` (applied factored)."""
+
+    def __init__(self, units, rank, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.rank = units, rank
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        n_in = input_shape[-1]
+        rank = min(self.rank, n_in, self.units)
+        draw = keras.initializers.VarianceScaling(1.0, "fan_avg", "untruncated_normal")((n_in, self.units))
+        u, s, vt = np.linalg.svd(np.asarray(ops.convert_to_numpy(draw), dtype="float64"), full_matrices=False)
+        s = s * np.sqrt(np.sum(s**2) / np.sum(s[:rank] ** 2))
+        root = np.sqrt(s[:rank])
+        self.factor_in = self.add_weight(
+            name="factor_in", shape=(n_in, rank), initializer=keras.initializers.Constant(u[:, :rank] * root))
+        self.factor_out = self.add_weight(
+            name="factor_out", shape=(rank, self.units), initializer=keras.initializers.Constant(root[:, None] * vt[:rank]))
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+
+    def call(self, x):
+        return self.activation(ops.matmul(ops.matmul(x, self.factor_in), self.factor_out) + self.bias)
+
+    def multiply_adds(self):
+        """Per sample, factored."""
+        return int(self.factor_in.shape[1] * (self.factor_in.shape[0] + self.units))
+
+
+class ScaledFrozenDense(keras.layers.Layer):
+    """A dense layer whose kernel is `diag(a) φᵀ diag(b)`: φᵀ `(n_in, units)` frozen
+    random (unit normal, as the frozen spectral mode's), `a` (one per input) and `b` (one
+    per output) trained. Trainable parameters `n_in + 2 · units`, as the two eigenvalue
+    sets'. `a` and `b` start uniform in ±`scale_limit` (0.25), so the kernel starts at
+    about the two sets' scale (|a b| ≈ 0.016 against |λ_in − λ_out| ≈ 0.013); not tuned."""
+
+    def __init__(self, units, activation=None, scale_limit=0.25, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.scale_limit = units, scale_limit
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        n_in = input_shape[-1]
+        scales = keras.initializers.RandomUniform(-self.scale_limit, self.scale_limit)
+        self.eigenvectors = self.add_weight(
+            name="eigenvectors", shape=(n_in, self.units), initializer=keras.initializers.RandomNormal(stddev=1.0),
+            trainable=False)
+        self.scale_in = self.add_weight(name="scale_in", shape=(n_in,), initializer=scales)
+        self.scale_out = self.add_weight(name="scale_out", shape=(self.units,), initializer=scales)
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+
+    def call(self, x):
+        return self.activation(ops.matmul(x * self.scale_in, self.eigenvectors) * self.scale_out + self.bias)
+
+    def multiply_adds(self):
+        """Per sample (one dense matmul; the scales are elementwise)."""
+        return int(self.eigenvectors.shape[0] * self.units)
 
 
 def tfmot_magnitude_pruned_mlp(
