@@ -87,12 +87,15 @@ def _fmt(n):
 
 def every_configuration(dataset_points):
     """Per data set: each configuration against the Dense frontier at its parameters."""
-    lines = ["| family | configuration | trainable params | multiply-adds | test acc (%) | Dense frontier (%) | Δ (pt) |",
-             "|---|---|---|---|---|---|---|"]
-    front = frontier([p for p in dataset_points if p["method"] in DENSE_METHODS])
+    lines = ["| family | configuration | trainable params | multiply-adds | test acc (%) | Dense frontier (%) | Δ (pt) "
+             "| Δ at equal multiply-adds (pt) |", "|---|---|---|---|---|---|---|---|"]
+    dense = [p for p in dataset_points if p["method"] in DENSE_METHODS]
+    by_params, by_macs = frontier(dense), frontier(dense, "macs")
     for p in sorted(dataset_points, key=lambda p: p["params"]):
-        at = None if p["method"] in DENSE_METHODS else frontier_at(front, p["params"])
+        at = None if p["method"] in DENSE_METHODS else frontier_at(by_params, p["params"])
+        at_macs = None if p["method"] in DENSE_METHODS else frontier_at(by_macs, p["macs"], "macs")
         versus = "– | –" if at is None else f"{at:.2f} | {p['accuracy'] - at:+.2f}"
+        versus += " | –" if at_macs is None else f" | {p['accuracy'] - at_macs:+.2f}"
         lines.append(f"| {STYLE[p['method']][0]} | {name(p)} | {p['params']:,} | {_fmt(p['macs'])} "
                      f"| {p['accuracy']:.2f} ± {p['std']:.2f} ({p['seeds']}) | {versus} |")
     return lines + [""]

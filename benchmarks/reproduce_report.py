@@ -179,9 +179,11 @@ def equal_budgets(rows, folder, multiply_adds_of):
         "baselines), as currently defined: superseded revisions and the explicit-basis variants are left out "
         "here. The Dense frontier joins the Dense configurations (one or two hidden layers, any width) that no "
         "Dense configuration with fewer trainable parameters matches, linearly in log-parameters; a "
-        "configuration's Δ is its mean test accuracy minus the frontier at its parameter count. Multiply-adds "
+        "configuration's Δ is its mean test accuracy minus the frontier at its parameter count (or, in the last "
+        "column, at its multiply-adds). Multiply-adds "
         "are per sample at inference, each SpectralDense layer counted in its cheaper order (the collapsed "
-        "dense kernel, or its factors).",
+        "dense kernel, or its factors). The y axes start a little under most points: the narrowest one-set "
+        "cells lie below them (see the tables).",
         "",
     ]
     for axis, name in (("params", "reproduce_accuracy_vs_params.png"), ("macs", "reproduce_accuracy_vs_multiply_adds.png")):
@@ -244,7 +246,7 @@ def write_report(records, out_dir, command, descriptions, grid_methods, grid_siz
         "# Dense vs spectral: reproduction results",
         "",
         f"Generated from `results/reproduce.jsonl` by `{command}`; runs made with "
-        "`python benchmarks/reproduce.py grid` (protocol in its docstring). Test accuracy in %, "
+        "`python benchmarks/reproduce.py grid` and `... budget` (protocol in its docstring). Test accuracy in %, "
         "mean ± std over seeds (number of seeds in brackets).",
         "",
         provenance(rows) if rows else "No grid cells have run yet.",
