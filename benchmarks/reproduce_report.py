@@ -249,7 +249,7 @@ def write_report(records, out_dir, command, descriptions, grid_methods, grid_siz
         "`python benchmarks/reproduce.py grid` and `... budget` (protocol in its docstring). Test accuracy in %, "
         "mean ± std over seeds (number of seeds in brackets).",
         "",
-        provenance(rows) if rows else "No grid cells have run yet.",
+        provenance(every) if every else "No grid cells have run yet.",
         "",
     ]
     if rows:
