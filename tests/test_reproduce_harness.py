@@ -115,10 +115,12 @@ def test_budget_runs_each_baseline_at_its_widths_and_records_multiply_adds(data_
     path = tmp_path / "grid.jsonl"
     results = ResultsFile(str(path))
     _record_budget_sweep(results, "dense_narrow", 3e-4)  # a rate only the baselines' sweep has
-    args = ["budget", "--datasets", "mnist", "--methods", "dense_narrow", "--seeds", "1", "--max-epochs", "1",
-            "--results", str(path)]
+    # two of the method's own widths (`--widths` selects among them; 7 is not one of them)
+    args = ["budget", "--datasets", "mnist", "--methods", "dense_narrow", "--widths", "5", "7", "20", "--seeds", "1",
+            "--max-epochs", "1", "--results", str(path)]
     reproduce.main(args)
-    widths = reproduce.BUDGET_METHODS["dense_narrow"][0]
+    widths = [5, 20]
+    assert set(widths) < set(reproduce.BUDGET_METHODS["dense_narrow"][0]) and 7 not in reproduce.BUDGET_METHODS["dense_narrow"][0]
     assert f"0 of {len(widths)} cells already done" in capsys.readouterr().out
     grid = [r for r in results.records() if r["key"]["experiment"] == "grid"]
     assert [r["key"]["width"] for r in grid] == list(widths)
