@@ -204,12 +204,16 @@ def in_shard(args, dataset, method):
     return position % count in indices
 
 
+def method_widths(args, method):
+    """Every width of `method`: a baseline's own, else `--widths` (the grid's by default)."""
+    return BUDGET_METHODS[method][0] if method in BUDGET_METHODS else args.widths or list(GRID_WIDTHS)
+
+
 def widths_of(args, method):
-    """The widths `method` runs at: `--widths`, or with `budget` its own (those of them
-    named by `--widths`, when given)."""
-    if args.command != "budget":
-        return args.widths or list(GRID_WIDTHS)
-    return [w for w in BUDGET_METHODS[method][0] if not args.widths or w in args.widths]
+    """The widths this run trains `method` at: `method_widths`, for a baseline only those
+    named by `--widths` (when given)."""
+    widths = method_widths(args, method)
+    return [w for w in widths if w in args.widths] if method in BUDGET_METHODS and args.widths else widths
 
 
 def run_grid(args, results):
@@ -221,7 +225,7 @@ def run_grid(args, results):
         if in_shard(args, name, method)
     ]
     if args.command == "grid":  # the grid's order: every method at a width before the next width
-        widths = widths_of(args, None)
+        widths = method_widths(args, None)
         cells.sort(key=lambda k: (k["seed"], args.datasets.index(k["dataset"]), widths.index(k["width"])))
     todo = results.missing(cells)
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; {len(todo)} to run.", flush=True)
@@ -247,9 +251,7 @@ def train_cell(results, key, args, data, lr):
         return values
 
     values = run(lr)
-    method = key["method"]
-    widths = BUDGET_METHODS[method][0] if method in BUDGET_METHODS else widths_of(args, method)
-    smaller = smaller_width_record(results, key, widths)
+    smaller = smaller_width_record(results, key, method_widths(args, key["method"]))
     lower = [rate for rate in rates_of(key["method"]) if rate < lr]
     if smaller is None or not lower or values["val_accuracy"] >= smaller["val_accuracy"] - WIDTH_MARGIN:
         return values

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from harness.report_utils import stats
+from harness.report_utils import finish_figure, stats
 
 # family label, colour, {method: (marker, short label)}: one colour per family.
 FAMILIES = (
@@ -186,8 +186,6 @@ def goal(by_dataset, dataset_names, datasets=("mnist", "fashion_mnist")):
 def plot(by_dataset, dataset_names, path, axis):
     """Accuracy against `axis` ("params" or "macs"), one panel per data set, one colour
     per family, the Dense frontier as a dashed line; one legend below the panels."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,12 +208,4 @@ def plot(by_dataset, dataset_names, path, axis):
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(dataset_names.get(dataset, dataset))
         ax.grid(alpha=0.3)
-    labelled = {}
-    for ax in axes[0]:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            labelled.setdefault(label, handle)
-    fig.legend(list(labelled.values()), list(labelled), loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.17, 1, 1))
-    fig.savefig(path + ".partial.png", dpi=100)
-    os.replace(path + ".partial.png", path)
-    plt.close(fig)
+    finish_figure(fig, axes, path, legend_size=8, below=True, dpi=100)

@@ -56,16 +56,22 @@ def provenance(records):
     )
 
 
-def finish_figure(fig, axes, path, legend_size=7):
-    """One legend (on the first panel), tight layout, atomic save, close."""
+def finish_figure(fig, axes, path, legend_size=7, below=False, dpi=110):
+    """One legend (on the first panel, or `below` the panels in 4 columns), tight layout,
+    atomic save, close."""
     import matplotlib.pyplot as plt
 
     labelled = {}  # every panel's lines, once each: a method may be missing from the first
     for ax in (a for row in axes for a in row):
         for handle, label in zip(*ax.get_legend_handles_labels()):
             labelled.setdefault(label, handle)
-    axes[0][0].legend(list(labelled.values()), list(labelled), fontsize=legend_size)
-    fig.tight_layout()
-    fig.savefig(path + ".partial.png", dpi=110)
+    if below:
+        fig.legend(list(labelled.values()), list(labelled), loc="lower center", ncol=4, fontsize=legend_size,
+                   frameon=False)
+        fig.tight_layout(rect=(0, 0.17, 1, 1))
+    else:
+        axes[0][0].legend(list(labelled.values()), list(labelled), fontsize=legend_size)
+        fig.tight_layout()
+    fig.savefig(path + ".partial.png", dpi=dpi)
     os.replace(path + ".partial.png", path)
     plt.close(fig)
