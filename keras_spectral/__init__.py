@@ -5,11 +5,12 @@ from keras_spectral.compaction import compact
 from keras_spectral.conversion import spectralize
 from keras_spectral.convolutional import SpectralConv1D, SpectralConv2D, SpectralConv3D
 from keras_spectral.export import collapse
-from keras_spectral.graph import node_groups
+from keras_spectral.graph import multiply_adds, node_groups, register_rule, rules
 from keras_spectral.layers import SpectralDense
 from keras_spectral.pruning import EigenvaluePruning, node_scores, node_sparsity, prune_nodes
 from keras_spectral.relevance import input_relevance, kept_inputs, rank_inputs, remove_inputs
 from keras_spectral.schedules import ConstantSparsity, PolynomialDecay
+from keras_spectral.separable import SpectralSeparableConv1D, SpectralSeparableConv2D
 
 __version__ = "0.1.0"
 
@@ -18,6 +19,8 @@ __all__ = [
     "SpectralConv1D",
     "SpectralConv2D",
     "SpectralConv3D",
+    "SpectralSeparableConv1D",
+    "SpectralSeparableConv2D",
     "EigenvaluePruning",
     "ConstantSparsity",
     "PolynomialDecay",
@@ -27,6 +30,9 @@ __all__ = [
     "compact",
     "spectralize",
     "node_groups",
+    "register_rule",
+    "rules",
+    "multiply_adds",
     "input_relevance",
     "rank_inputs",
     "remove_inputs",

@@ -15,19 +15,20 @@ def clone_layer(layer, cls=None, **overrides):
     """An unbuilt copy of `layer` (of class `cls`, default its own) with its config,
     updated by `overrides`; initializers, regularizers and constraints are the
     original objects, not rebuilt from config. Weights are not copied."""
-    config = layer.get_config()
-    config.update(overrides)
     objects = {}
-    for key in list(config):
-        if key.endswith(_OBJECT_SUFFIXES) and key not in overrides and hasattr(layer, key):
-            objects[key] = getattr(layer, key)
-            del config[key]
     try:
+        config = layer.get_config()
+        config.update(overrides)
+        for key in list(config):
+            if key.endswith(_OBJECT_SUFFIXES) and key not in overrides and hasattr(layer, key):
+                objects[key] = getattr(layer, key)
+                del config[key]
         clone = (cls or layer.__class__).from_config(config)
     except Exception as error:
         raise ValueError(
-            f"Layer '{layer.name}' ({type(layer).__name__}) cannot be copied from its config "
-            f"(get_config / from_config); Keras said: {error}"
+            f"Layer '{layer.name}' ({type(layer).__name__}) cannot be copied: {str(error).strip()} "
+            f"(a copy is made from its config, so {type(layer).__name__}.get_config() must return "
+            "every argument of its __init__, and from_config() must accept it)"
         ) from error
     for key, value in objects.items():
         setattr(clone, key, value)
@@ -45,6 +46,8 @@ def replace_layers(model, replace):
     copies = []
 
     def clone(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer  # a keras.ops operation in the graph (`x + 3.0`): stateless
         new = replace(layer)
         if new is not None:
             return new
@@ -52,14 +55,15 @@ def replace_layers(model, replace):
         copies.append((layer, new))
         return new
 
-    try:
-        result = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    except ValueError as error:
+    from keras_spectral.graph.model_graph import functional_of  # the graph package imports this module
+
+    if functional_of(model) is None:
         raise ValueError(
-            f"Model '{model.name}' ({type(model).__name__}) could not be rebuilt: expected a "
-            "keras.Sequential or a functional keras.Model (a subclassed model has no graph of "
-            f"layers to rebuild). Keras said: {error}"
-        ) from error
+            f"Model '{model.name}' ({type(model).__name__}) could not be rebuilt: it is a subclassed model, which has no "
+            "graph of layers to rebuild: expected a keras.Sequential or a functional keras.Model "
+            "(built with keras.Model(inputs, outputs))."
+        )
+    result = keras.models.clone_model(model, clone_function=clone, recursive=True)
     for layer, new in copies:
         if layer.weights:
             new.set_weights(layer.get_weights())

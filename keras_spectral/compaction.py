@@ -6,20 +6,22 @@ from keras import ops
 
 from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral.cloning import clone_layer
-from keras_spectral.graph import ModelGraph, features
-from keras_spectral.graph.features import FULLY_CONNECTED_LAYERS
-from keras_spectral.graph.slicing import numpy, slice_spectral, slicer_for
+from keras_spectral.graph import ModelGraph
+from keras_spectral.graph.groups import node_entries
+from keras_spectral.graph.rules import rule_for
+from keras_spectral.graph.rules.weights import numpy
 from keras_spectral.layers import SpectralDense
 from keras_spectral.spectral_layers import is_spectral
 from keras_spectral.validation import check_bool
 
 
 def _bias(layer):
-    return numpy(layer.bias) if layer.use_bias else np.zeros(features.width(layer))
+    bias = rule_for(layer).bias(layer)
+    return numpy(bias) if bias is not None else np.zeros(rule_for(layer).width(layer))
 
 
 def _feature_count(graph, call):
-    return int(graph.tensors[call.inputs[0]].shape[features.channel_axis(call.layer)])
+    return int(graph.tensors[call.inputs[0]].shape[rule_for(call.layer).feature_axis(call.layer)])
 
 
 def _removed_features(graph, groups):
@@ -29,14 +31,27 @@ def _removed_features(graph, groups):
     removed_in, removed_out = {}, {}
     inputs = {id(call.layer): call for call in graph.calls}
     for group, dead in groups:
-        for producer in group.producers:
-            removed_out[id(producer)] = dead
-        passes = [(layer, rows) for layer, rows in group.passes if slicer_for(layer) is not None]
+        for producer, rows in group.produced:
+            flags = removed_out.setdefault(id(producer), np.zeros(rule_for(producer).width(producer), dtype=bool))
+            flags[node_entries(rows, dead)] = True
+        passes = [(layer, rows) for layer, rows in group.passes if rule_for(layer).slices(inputs[id(layer)])]
         for layer, rows in group.consumers + passes:
             n = _feature_count(graph, inputs[id(layer)])
             flags = removed_in.setdefault(id(layer), np.zeros(n, dtype=bool))
-            flags[rows[dead].ravel()] = True
+            flags[node_entries(rows, dead)] = True
     return removed_in, removed_out
+
+
+def _keep_one_per_producer(group, dead):
+    """`dead`, except that a producer holding only removed nodes (part of a group, as a
+    branch of a concatenation added to a wider stream) keeps its first one: a layer
+    cannot have no outputs. The kept node stays masked, so the outputs do not change."""
+    dead = dead.copy()
+    for _, rows in group.produced:
+        held = np.flatnonzero((rows >= 0).any(axis=1))
+        if len(held) and dead[held].all():
+            dead[held[0]] = False
+    return dead
 
 
 def _reader_inputs(graph, removed_in):
@@ -44,7 +59,7 @@ def _reader_inputs(graph, removed_in):
     the model run once on zeros: removed nodes output constants (their producers'
     `activation(bias)`, through per-feature layers), so one run gives them all. Returns
     `{id(layer): (positions, features) array}` (one row per position of a spatial input)."""
-    readers = [c for c in graph.calls if isinstance(c.layer, FULLY_CONNECTED_LAYERS) and id(c.layer) in removed_in]
+    readers = [c for c in graph.calls if rule_for(c.layer).produces(c.layer) and id(c.layer) in removed_in]
     if not readers:
         return {}
     probes = []
@@ -55,7 +70,7 @@ def _reader_inputs(graph, removed_in):
     values = graph.run(probes)
     result = {}
     for call in readers:
-        x = np.moveaxis(numpy(values[call.inputs[0]]), features.channel_axis(call.layer), -1)
+        x = np.moveaxis(numpy(values[call.inputs[0]]), rule_for(call.layer).feature_axis(call.layer), -1)
         result[id(call.layer)] = x.reshape(-1, x.shape[-1])
     return result
 
@@ -69,7 +84,7 @@ def _folded_bias(layer, bias, gone_in, read):
     if not folded.any():
         return bias
     values = read[:, folded]
-    if isinstance(layer, features.CONVOLUTION_LAYERS) or not np.allclose(values, values[:1], rtol=1e-6, atol=1e-7):
+    if rule_for(layer).spatial or not np.allclose(values, values[:1], rtol=1e-6, atol=1e-7):
         if np.all(values == 0):
             return bias
         raise ValueError(
@@ -78,7 +93,7 @@ def _folded_bias(layer, bias, gone_in, read):
             "cannot fold them into its bias exactly. Remove nodes with keras_spectral.prune_nodes "
             "or NodeGroup.remove, which also masks the spectral layers that read them."
         )
-    kernel = numpy(layer.kernel)
+    kernel = numpy(rule_for(layer).kernel(layer))
     return bias + values[0] @ kernel[folded]
 
 
@@ -86,10 +101,12 @@ def compact(model, eigenvectors=None, drop_inputs=False):
     """A smaller model without the removed hidden nodes, with the same outputs.
 
     Nodes removed by `keras_spectral.pruning` (or by setting masks) disappear from every
-    layer of their node group (`keras_spectral.graph.node_groups`): fully connected
-    layers and convolutions get narrower (fewer units, filters or input channels),
-    BatchNormalization and PReLU state is sliced, concatenations shrink, and the other
-    layers are copied with their weights. A node silenced in its producing layer outputs
+    layer of their node group (`keras_spectral.graph.node_groups`): each layer is sliced
+    by its rule (`keras_spectral.graph.rules`): fully connected layers and convolutions
+    of every kind get narrower (fewer units, filters or input channels), depthwise
+    convolutions, BatchNormalization, PReLU and layer scales keep the kept channels'
+    weights, concatenations shrink, and the other layers (and `keras.ops` operations)
+    are copied as they are. A node silenced in its producing layer outputs
     the constant `activation(bias)` (through the per-feature layers after it); that
     constant's contribution is folded into the readers' biases, so the outputs equal the
     masked model's (up to float rounding). A removed channel is masked in the spectral
@@ -140,7 +157,7 @@ def compact(model, eigenvectors=None, drop_inputs=False):
                 "(e.g. prune with a smaller `fraction`)."
             )
         if dead.any():
-            groups.append((group, dead))
+            groups.append((group, _keep_one_per_producer(group, dead)))
     for group, _ in groups:
         for layer in group.producers + [c for c, _ in group.consumers]:
             if getattr(layer, "kernel_sparsity", None):
@@ -163,34 +180,32 @@ def compact(model, eigenvectors=None, drop_inputs=False):
         shape = list(graph.tensors[call.inputs[0]].shape) if call.inputs else None
         gone_in = removed_in.get(id(layer))
         gone_out = removed_out.get(id(layer))
-        is_spectral_dense = isinstance(layer, SpectralDense)
-        if gone_in is None and gone_out is None and not (is_spectral_dense and eigenvectors):
+        rule = rule_for(layer)
+        change_mode = isinstance(layer, SpectralDense) and eigenvectors
+        if gone_in is None and gone_out is None and not change_mode:
             replacements[id(layer)] = None  # copied as it is, weights set after the rebuild
             continue
-        axis = features.channel_axis(layer)
+        axis = rule.feature_axis(layer)
         n_in = shape[axis]
         keep_in = np.flatnonzero(~gone_in) if gone_in is not None else np.arange(n_in)
         shape[axis] = len(keep_in)
-        if isinstance(layer, FULLY_CONNECTED_LAYERS):
-            keep_out = np.flatnonzero(~gone_out) if gone_out is not None else np.arange(features.width(layer))
+        if rule.produces(layer):
+            keep_out = np.flatnonzero(~gone_out) if gone_out is not None else np.arange(rule.width(layer))
             bias = _bias(layer)
             if gone_in is not None and id(layer) in read_values:
                 bias = _folded_bias(layer, bias, gone_in, read_values[id(layer)])
-            use_bias = layer.use_bias or bool(np.any(bias != 0))
-            bias = bias[keep_out] if use_bias else None
-            if is_spectral_dense:
-                new = slice_spectral(layer, keep_in, keep_out, shape, bias, eigenvectors)
-            else:
-                new = slicer_for(layer)(layer, keep_in, keep_out, shape, bias)
+            use_bias = rule.bias(layer) is not None or bool(np.any(bias != 0))
+            arguments = (keep_in, keep_out, shape, bias[keep_out] if use_bias else None)
         else:
-            slicer = slicer_for(layer)
-            new = slicer(layer, keep_in, keep_in, shape, None) if slicer else None
-        replacements[id(layer)] = new
+            arguments = (keep_in, keep_in, shape, None)
+        replacements[id(layer)] = _sliced(rule, layer, arguments + ((eigenvectors,) if change_mode else ()))
 
     copies = []
 
     def layer_for(layer):
         new = replacements[id(layer)]
+        if new is None and not isinstance(layer, keras.layers.Layer):
+            return layer  # a keras.ops operation: stateless, called again as it is
         if new is None:
             new = clone_layer(layer)
             replacements[id(layer)] = new
@@ -208,6 +223,23 @@ def compact(model, eigenvectors=None, drop_inputs=False):
         if layer.weights:
             new.set_weights(layer.get_weights())
     return small
+
+
+def _sliced(rule, layer, arguments):
+    """`rule.slice(layer, *arguments)`, its failures named."""
+    try:
+        new = rule.slice(layer, *arguments)
+    except Exception as error:
+        raise ValueError(
+            f"The pruning rule {rule!r} could not slice layer '{layer.name}' ({type(layer).__name__}) to "
+            f"{len(arguments[0])} input and {len(arguments[1])} output features: {error}"
+        ) from error
+    if new is not None and not callable(new):
+        raise TypeError(
+            f"The pruning rule {rule!r} returned {new!r} for layer '{layer.name}' ({type(layer).__name__}); "
+            "expected a new layer (or None to copy the layer as it is)."
+        )
+    return new
 
 
 def _drop_inputs(model, graph, removed_in):

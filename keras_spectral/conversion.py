@@ -20,6 +20,7 @@ from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral.cloning import replace_layers
 from keras_spectral.convolutional import CONV_MODES, SPECTRAL_CONVS
 from keras_spectral.layers import SpectralDense
+from keras_spectral.separable import SPECTRAL_SEPARABLE_CONVS
 from keras_spectral.validation import check_choice
 
 
@@ -47,31 +48,36 @@ def _selector(layers):
     )
 
 
+# The Keras convolutions spectralize converts, and their spectral classes.
+_CONVERSIONS = {**SPECTRAL_CONVS, **SPECTRAL_SEPARABLE_CONVS}
+
 # Arguments that only SpectralDense takes: a convolution is converted without them.
 _DENSE_ONLY = ("eigenvector_rank", "eigenvector_basis", "eigenvector_seed", "kernel_sparsity")
 
 
 def _convertible(layer, eigenvectors):
     """Whether `spectralize` converts `layer` with mode `eigenvectors`: any Dense; a Conv1D,
-    Conv2D or Conv3D (ungrouped) in a mode the spectral convolutions have."""
+    Conv2D, Conv3D (ungrouped), SeparableConv1D or SeparableConv2D in a mode the spectral
+    convolutions have."""
     if isinstance(layer, keras.layers.Dense):
         return not isinstance(layer, SpectralDense)
-    spectral = SPECTRAL_CONVS.get(type(layer))
-    return spectral is not None and layer.groups == 1 and eigenvectors in CONV_MODES
+    spectral = _CONVERSIONS.get(type(layer))
+    return spectral is not None and getattr(layer, "groups", 1) == 1 and eigenvectors in CONV_MODES
 
 
 def _convert(layer, eigenvectors, kwargs):
     if isinstance(layer, keras.layers.Dense):
         return from_dense(layer, eigenvectors, **kwargs)
     conv_kwargs = {k: v for k, v in kwargs.items() if k not in _DENSE_ONLY}
-    return SPECTRAL_CONVS[type(layer)].from_conv(layer, eigenvectors, **conv_kwargs)
+    return _CONVERSIONS[type(layer)].from_conv(layer, eigenvectors, **conv_kwargs)
 
 
 def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
     """A new model in which the chosen `keras.layers.Dense` layers are `SpectralDense`
-    layers, and the chosen `Conv1D` / `Conv2D` / `Conv3D` layers spectral convolutions
-    (`SpectralConv1D`, ...; in the modes they have, `"trainable"` and `"frozen"`), with the
-    same outputs; every other layer is copied with its weights.
+    layers, and the chosen `Conv1D` / `Conv2D` / `Conv3D` / `SeparableConv1D` /
+    `SeparableConv2D` layers spectral convolutions (`SpectralConv1D`, ...,
+    `SpectralSeparableConv2D`; in the modes they have, `"trainable"` and `"frozen"`), with
+    the same outputs; every other layer (and `keras.ops` operation) is copied with its weights.
 
     Args:
         model: A built Sequential or functional model (nested models, several inputs and

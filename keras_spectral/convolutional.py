@@ -152,7 +152,7 @@ class _SpectralConv(keras.layers.Layer):
         )
         trainable = self.eigenvector_mode == "trainable"
         self.eigenvectors = self.add_weight(
-            name="eigenvectors", shape=(*self.kernel_size, channels, self.filters),
+            name="eigenvectors", shape=self._eigenvector_shape(channels),
             initializer=self.eigenvectors_initializer,
             regularizer=self.eigenvectors_regularizer if trainable else None,
             constraint=self.eigenvectors_constraint if trainable else None,
@@ -167,14 +167,27 @@ class _SpectralConv(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=self.rank + 2, axes={self._channel_axis: channels})
         self.built = True
 
+    def _eigenvector_shape(self, channels):
+        return (*self.kernel_size, channels, self.filters)
+
+    def _rows(self, per_channel):
+        """Per-input-channel values laid out along φ's input rows (one row per channel)."""
+        return per_channel
+
     def _kernel(self, dtype):
         """The masked kernel, formed in the variables' dtype and cast once to `dtype`:
         removed input channels' rows and output channels' filters are zero."""
         wide = self.variable_dtype
         lam_in, lam_out = ops.cast(self.eigenvalues_in, wide), ops.cast(self.eigenvalues_out, wide)
         mask_in, mask_out = ops.cast(self.eigenvalues_in_mask, wide), ops.cast(self.eigenvalues_out_mask, wide)
-        gap = (lam_in[:, None] - lam_out[None, :]) * mask_in[:, None] * mask_out[None, :]
+        gap = self._rows((lam_in[:, None] - lam_out[None, :]) * mask_in[:, None]) * mask_out[None, :]
         return ops.cast(ops.cast(self.eigenvectors, wide) * gap, dtype)
+
+    def _convolve(self, x, dtype):
+        return ops.conv(
+            x, self._kernel(dtype), strides=self.strides, padding=self.padding,
+            data_format=self.data_format, dilation_rate=self.dilation_rate,
+        )
 
     @property
     def kernel(self):
@@ -185,10 +198,7 @@ class _SpectralConv(keras.layers.Layer):
 
     def call(self, inputs):
         dtype = self.compute_dtype
-        x = ops.conv(
-            ops.cast(inputs, dtype), self._kernel(dtype), strides=self.strides, padding=self.padding,
-            data_format=self.data_format, dilation_rate=self.dilation_rate,
-        )
+        x = self._convolve(ops.cast(inputs, dtype), dtype)
         if self.bias is not None:
             shape = (1,) * (self.rank + 1) + (self.filters,) if self._channel_axis == -1 else (
                 (1, self.filters) + (1,) * self.rank)
@@ -200,21 +210,35 @@ class _SpectralConv(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return self._plain_conv().compute_output_shape(input_shape)
 
-    def _plain_conv(self):
-        conv = getattr(keras.layers, f"Conv{self.rank}D")
-        return conv(
-            self.filters, self.kernel_size, strides=self.strides, padding=self.padding,
+    @classmethod
+    def _plain_class(cls):
+        return getattr(keras.layers, f"Conv{cls.rank}D")
+
+    def _plain_arguments(self):
+        return dict(
+            filters=self.filters, kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
             data_format=self.data_format, dilation_rate=self.dilation_rate, activation=self.activation,
-            use_bias=self.use_bias, name=self.name, dtype=self.dtype_policy,
+            use_bias=self.use_bias,
         )
 
+    def _plain_conv(self):
+        return self._plain_class()(**self._plain_arguments(), name=self.name, dtype=self.dtype_policy)
+
+    def _plain_weights(self):
+        """The weights of the equivalent Keras layer, in its order."""
+        return [ops.convert_to_numpy(self.kernel)]
+
+    def _take_weights(self, layer):
+        """Take the kernel of the Keras layer `layer` as φ (λ_in = 1, λ_out = 0: exact)."""
+        self.eigenvectors.assign(ops.convert_to_numpy(layer.kernel))
+
     def to_conv(self):
-        """The equivalent `keras.layers.Conv{rank}D` (same outputs), with this kernel and bias."""
+        """The equivalent Keras convolution (same outputs), with this kernel and bias."""
         if not self.built:
             raise ValueError(f"Layer '{self.name}' is not built yet, so it has no kernel to collapse.")
         conv = self._plain_conv()
         conv.build(self._input_shape(self.input_channels))
-        weights = [ops.convert_to_numpy(self.kernel)]
+        weights = self._plain_weights()
         if self.use_bias:
             weights.append(ops.convert_to_numpy(self.bias))
         conv.set_weights(weights)
@@ -223,10 +247,11 @@ class _SpectralConv(keras.layers.Layer):
     @classmethod
     def from_conv(cls, layer, eigenvectors="trainable", **kwargs):
         """A spectral convolution with the same outputs as the built Keras convolution
-        `layer` (`Conv1D`, `Conv2D` or `Conv3D` matching this class): `φ = kernel`,
-        `λ_in = 1`, `λ_out = 0`, the same bias, activation and dtype policy. Exact for
-        both modes (φ is stored whole). `**kwargs`: further arguments (regularizers, ...)."""
-        expected = getattr(keras.layers, f"Conv{cls.rank}D")
+        `layer` (the class this one collapses to: `Conv{rank}D`, or `SeparableConv{rank}D`
+        for the separable ones): `φ = kernel`, `λ_in = 1`, `λ_out = 0`, the same bias,
+        activation and dtype policy. Exact for both modes (φ is stored whole).
+        `**kwargs`: further arguments (regularizers, ...)."""
+        expected = cls._plain_class()
         if type(layer) is not expected:
             raise TypeError(
                 f"Received an invalid value for `layer`, expected a built keras.layers.{expected.__name__}. "
@@ -234,26 +259,30 @@ class _SpectralConv(keras.layers.Layer):
             )
         if not layer.built:
             raise ValueError(f"Layer '{layer.name}' is not built, so it has no kernel to convert yet.")
-        if layer.groups != 1:
+        if getattr(layer, "groups", 1) != 1:
             raise ValueError(
                 f"Layer '{layer.name}' is a grouped convolution (groups={layer.groups}), which "
                 f"{cls.__name__} does not support."
             )
         check_choice("eigenvectors", eigenvectors, CONV_MODES)
-        kernel = ops.convert_to_numpy(layer.kernel)
-        spectral = cls(
-            layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
-            data_format=layer.data_format, dilation_rate=layer.dilation_rate, activation=layer.activation,
-            use_bias=layer.use_bias, eigenvectors=eigenvectors, name=layer.name, dtype=layer.dtype_policy,
-            **kwargs,
-        )
-        spectral.build(spectral._input_shape(kernel.shape[-2]))
-        spectral.eigenvectors.assign(kernel)
+        arguments = {k: getattr(layer, k) for k in cls._plain_argument_names()}
+        spectral = cls(**arguments, eigenvectors=eigenvectors, name=layer.name, dtype=layer.dtype_policy, **kwargs)
+        spectral.build(spectral._input_shape(cls._input_channels_of(layer)))
+        spectral._take_weights(layer)
         spectral.eigenvalues_in.assign(np.ones(spectral.eigenvalues_in.shape, "float32"))
         spectral.eigenvalues_out.assign(np.zeros(spectral.eigenvalues_out.shape, "float32"))
         if layer.use_bias:
             spectral.bias.assign(ops.convert_to_numpy(layer.bias))
         return spectral
+
+    @classmethod
+    def _plain_argument_names(cls):
+        return ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "activation",
+                "use_bias")
+
+    @classmethod
+    def _input_channels_of(cls, layer):
+        return layer.kernel.shape[-2]
 
     def get_config(self):
         config = super().get_config()

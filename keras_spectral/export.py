@@ -9,6 +9,7 @@ arithmetic. Export either model with Keras' own
 import keras
 
 from keras_spectral.cloning import replace_layers
+from keras_spectral.graph.model_graph import functional_of
 from keras_spectral.convolutional import _SpectralConv
 from keras_spectral.layers import SpectralDense
 
@@ -41,11 +42,10 @@ def collapse(model):
             f"Model '{model.name}' is not built, so its SpectralDense layers have no weights "
             "yet: call it on data (or build it) before collapse()."
         )
-    try:
-        return replace_layers(model, _plain)
-    except ValueError as error:
+    if functional_of(model) is None:
         raise ValueError(
             f"collapse() supports Sequential and functional models and could not rebuild "
-            f"model '{model.name}' ({type(model).__name__}); for a subclassed model, call "
-            f"`layer.to_dense()` on its SpectralDense layers instead. {error}"
-        ) from error
+            f"model '{model.name}' ({type(model).__name__}), a subclassed model; call "
+            "`layer.to_dense()` on its SpectralDense layers (`to_conv()` on spectral convolutions) instead."
+        )
+    return replace_layers(model, _plain)

@@ -12,8 +12,9 @@ rows) in the layers that read it; summed over a coupled group's producers and re
 - `"sum"` (default): `"out" + "in"`, both knobs of the node.
 - `"product"`: `"out" · "in"`.
 - `"l1"`: the L1 norm of the node's incoming weights (its kernel columns in the
-  producers; a convolution's whole filter: L1-norm filter pruning, Li et al. 2017), the
-  classic magnitude criterion, for comparison; works with Dense and Conv producers.
+  producers; a convolution's whole filter: L1-norm filter pruning, Li et al. 2017; a
+  separable convolution's pointwise kernel), the classic magnitude criterion, for
+  comparison; works with plain producers too.
 
 The default was chosen by experiment (`benchmarks/sparsity.py nodes`; `docs/sparsity.md`).
 """
@@ -21,6 +22,8 @@ The default was chosen by experiment (`benchmarks/sparsity.py nodes`; `docs/spar
 import numpy as np
 from keras import ops
 
+from keras_spectral.graph.groups import node_sums
+from keras_spectral.graph.rules import rule_for
 from keras_spectral.spectral_layers import is_spectral
 
 SCORES = ("in", "out", "sum", "product", "l1")
@@ -52,11 +55,11 @@ def can_score(group, score):
 def scores(group, score):
     """The `score` of each node of `group`, a float64 array of `group.size`."""
     if score == "l1":
-        return sum(np.abs(_values(p.kernel)).reshape(-1, group.size).sum(axis=0) for p in group.producers)
+        return sum(node_sums(_incoming_l1(p), rows) for p, rows in group.produced)
     needs_out, needs_in = _needs(score)
-    lam_out = sum(np.abs(_values(p.eigenvalues_out)) for p in group.producers) if needs_out else None
+    lam_out = sum(node_sums(np.abs(_values(p.eigenvalues_out)), rows) for p, rows in group.produced) if needs_out else None
     lam_in = (
-        sum(np.abs(_values(c.eigenvalues_in))[rows].sum(axis=1) for c, rows in group.consumers)
+        sum(node_sums(np.abs(_values(c.eigenvalues_in)), rows) for c, rows in group.consumers)
         if needs_in
         else None
     )
@@ -65,6 +68,12 @@ def scores(group, score):
     if score == "out":
         return lam_out
     return lam_out + lam_in if score == "sum" else lam_out * lam_in
+
+
+def _incoming_l1(layer):
+    """The L1 norm of each output feature's incoming weights (kernel column, or filter)."""
+    kernel = np.abs(_values(rule_for(layer).kernel(layer)))
+    return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
 
 
 def finite_scores(group, score):

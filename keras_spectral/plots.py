@@ -112,12 +112,11 @@ def present_nodes(model):
         groups = []
     for group in groups:
         alive = group.active()
-        for producer in group.producers:
-            if (producer.name, "out") in present:
-                present[(producer.name, "out")] = alive
-        for consumer, rows in group.consumers:
-            if (consumer.name, "in") in present:
-                present[(consumer.name, "in")][rows.ravel()] = np.repeat(alive, rows.shape[1])
+        for side, holders in (("out", group.produced), ("in", group.consumers)):
+            for layer, rows in holders:
+                if (layer.name, side) in present:
+                    held = rows >= 0
+                    present[(layer.name, side)][rows[held]] = np.repeat(alive, held.sum(axis=1))
     return present
 
 

@@ -29,7 +29,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_spectral.graph import ModelGraph, features
+from keras_spectral.graph import ModelGraph
+from keras_spectral.graph.rules import PER_FEATURE, rule_for
 from keras_spectral.layers import SpectralDense
 from keras_spectral.validation import check_exactly_one, check_fraction, check_positive_int
 
@@ -58,7 +59,7 @@ def first_layer(model):
         call = readers[0]
         if isinstance(call.layer, SpectralDense):
             return call.layer
-        passes = isinstance(call.layer, keras.layers.Flatten) or features.role(call, graph)[0] == features.PER_FEATURE
+        passes = isinstance(call.layer, keras.layers.Flatten) or rule_for(call.layer).flow(call, graph, False)[0] == PER_FEATURE
         if not passes:
             raise ValueError(
                 f"The input of model '{model.name}' reaches '{call.layer.name}' "

@@ -1,15 +1,19 @@
 """Node groups: the sets of hidden nodes that can be removed together, read from a graph.
 
 A group is the output features (units, or channels) of one fully connected layer (Dense,
-SpectralDense, or a convolution), or of several whose features are combined elementwise
-(Add / Multiply / ..., e.g. a gated FFN or the residual stream of a ResNet: a coupled
-group, removed together). Its node `i` is feature `i` of the producers' outputs. The
+SpectralDense, or a convolution of any kind), or of several whose features are combined
+elementwise (Add / Multiply / ..., e.g. a gated FFN, a squeeze-excite gate or the
+residual stream of a ResNet: a coupled group, removed together). Usually node `i` is
+feature `i` of every producer; features are followed node by node, so a concatenation of
+narrow producers added to a wide one is one group whose nodes each producer holds in part.
+What each layer does to the features is its rule's (`keras_spectral.graph.rules`): the
 features travel through per-feature layers (activations, BatchNormalization, pooling,
-padding, ...), feature-axis concatenations (with offsets) and Flatten (a channel becomes
-the features of its positions) to the layers that read them; the group is removable
-only if every reader is a fully connected layer. Features that reach anything else
-(LayerNormalization, attention, Reshape, a residual stream fed by a non-prunable source,
-a model output) make the group not removable, and `NodeGroup.reasons` says why.
+padding, depthwise convolutions, ...), feature-axis concatenations (with offsets) and
+relays (Flatten: a channel becomes the features of its positions) to the layers that read
+them; the group is removable only if every reader is a fully connected layer. Features
+that reach anything else (LayerNormalization, attention, a residual stream fed by a
+non-prunable source, a model output) make the group not removable, and
+`NodeGroup.reasons` says why.
 
 Removing a node masks it where spectral layers (`SpectralDense`, `SpectralConv*`) hold
 masks: in every producer when all producers are spectral (the node then outputs the
@@ -23,7 +27,7 @@ folded into a bias; a plain convolution reading it then makes the group not prun
 import numpy as np
 from keras import ops
 
-from keras_spectral.graph import features
+from keras_spectral.graph import rules
 from keras_spectral.graph.model_graph import ModelGraph
 from keras_spectral.spectral_layers import is_spectral
 
@@ -32,16 +36,33 @@ def _values(variable):
     return np.asarray(ops.convert_to_numpy(variable), dtype="float64")
 
 
+def node_entries(rows, nodes):
+    """The features (mask entries) of `nodes` in a `(size, k)` rows array (-1: none)."""
+    entries = np.asarray(rows)[nodes].ravel()
+    return entries[entries >= 0]
+
+
+def node_sums(values, rows):
+    """Per node: the sum of `values` over its entries in `rows` (-1 entries count 0)."""
+    held = rows >= 0
+    return np.where(held, values[np.where(held, rows, 0)], 0.0).sum(axis=1)
+
+
 class NodeGroup:
     """One group of hidden nodes.
 
     Attributes:
         name: The first producer's name (the group's name in `node_sparsity` and logs).
         size: Number of nodes.
-        producers: The fully connected layers whose output features are the nodes.
+        produced: `(layer, rows)` pairs: the fully connected layers (Dense, convolutions)
+            whose output features are the nodes; `rows` is a `(size, k)` int array, row
+            `i` the output features of the layer that are node `i` (-1: the layer does
+            not make that node, as when a concatenation of narrower producers is added
+            to a wider one). Usually `rows[i] == [i]`.
+        producers: The layers of `produced`.
         consumers: `(layer, rows)` pairs: fully connected layers that read the nodes;
-            `rows` is a `(size, k)` int array, row `i` the input features of the layer
-            that hold node `i` (k = 1, or the positions of a channel read after Flatten).
+            `rows[i]` the input features of the layer that hold node `i` (k = 1, or the
+            positions of a channel read after Flatten; -1 where it does not read it).
         passes: `(layer, rows)` pairs: per-feature layers the nodes pass through, at
             those features of the layer's input.
         reasons: Why the group's nodes cannot be removed from the graph (empty if they
@@ -49,12 +70,16 @@ class NodeGroup:
             layers hold its masks (`mask_holders`).
     """
 
-    def __init__(self, producers, size):
-        self.producers = producers
+    def __init__(self, size):
         self.size = size
+        self.produced = []
         self.consumers = []
         self.passes = []
         self.reasons = []
+
+    @property
+    def producers(self):
+        return [layer for layer, _ in self.produced]
 
     @property
     def name(self):
@@ -63,7 +88,7 @@ class NodeGroup:
     @property
     def channels(self):
         """Whether the nodes are channels made by convolutions."""
-        return any(isinstance(p, features.CONVOLUTION_LAYERS) for p in self.producers)
+        return any(rules.rule_for(p).spatial for p in self.producers)
 
     @property
     def removable(self):
@@ -106,19 +131,18 @@ class NodeGroup:
             "removed channel's constant cannot be folded into its bias exactly (padding); convert it "
             "with keras_spectral.spectralize"
             for c, _ in self.consumers
-            if not is_spectral(c) and isinstance(c, features.CONVOLUTION_LAYERS)
+            if not is_spectral(c) and getattr(rules.rule_for(c), "spatial", False)
         ]
 
     def _targets(self):
         """`(layer, side, rows)`: the masks that removing a node sets (`rows[i]`: the mask
         entries of node `i`)."""
-        nodes = np.arange(self.size)[:, None]
         holders = self.mask_holders
         if holders is None:
             raise ValueError(f"Node group '{self.name}' has no spectral layer to hold its masks.")
         targets = []
         if holders == "producers":
-            targets += [(p, "out", nodes) for p in self.producers]
+            targets += [(p, "out", rows) for p, rows in self.produced]
         if holders == "consumers" or self.channels:
             targets += [(c, "in", rows) for c, rows in self.consumers if is_spectral(c)]
         return targets
@@ -132,12 +156,11 @@ class NodeGroup:
         """Boolean array: which nodes are still present (not masked on either side; a node
         read at several features is present while any of them is)."""
         alive = np.ones(self.size, dtype=bool)
-        for producer in self.producers:
-            if is_spectral(producer):
-                alive &= _values(producer.eigenvalues_out_mask) != 0
-        for consumer, rows in self.consumers:
-            if is_spectral(consumer):
-                alive &= (_values(consumer.eigenvalues_in_mask)[rows] != 0).any(axis=1)
+        holders = [(p, "out", rows) for p, rows in self.produced] + [(c, "in", rows) for c, rows in self.consumers]
+        for layer, side, rows in holders:
+            if is_spectral(layer):  # a node is present while any of its entries is unmasked
+                present = node_sums(_values(getattr(layer, f"eigenvalues_{side}_mask")) != 0, rows) > 0
+                alive &= present | ~(rows >= 0).any(axis=1)
         return alive
 
     def remove(self, nodes):
@@ -148,7 +171,7 @@ class NodeGroup:
         for layer, side, rows in self._targets():
             mask, eigenvalues = getattr(layer, f"eigenvalues_{side}_mask"), getattr(layer, f"eigenvalues_{side}")
             keep = np.ones(mask.shape[0], dtype="float32")
-            keep[rows[nodes].ravel()] = 0.0
+            keep[node_entries(rows, nodes)] = 0.0
             mask.assign(ops.cast(_values(mask) * keep, mask.dtype))
             eigenvalues.assign(ops.cast(_values(eigenvalues) * keep, eigenvalues.dtype))
 
@@ -165,9 +188,11 @@ class _UnionFind:
     def __init__(self):
         self.parent = []
 
-    def add(self):
-        self.parent.append(len(self.parent))
-        return len(self.parent) - 1
+    def add(self, count=1):
+        """`count` new singletons; returns the first one's index."""
+        first = len(self.parent)
+        self.parent.extend(range(first, first + count))
+        return first
 
     def find(self, i):
         while self.parent[i] != i:
@@ -181,6 +206,11 @@ class _UnionFind:
 
 def node_groups(model):
     """Every node group of `model` (prunable or not), in the order of their producers.
+
+    Features are followed node by node: elementwise merges (Add, Multiply, a squeeze-excite
+    gate) tie the nodes they combine, so a concatenation of narrow producers added to a
+    wide one (an Inception-ResNet or NASNet block) forms one group whose nodes each
+    producer holds in part.
 
     Args:
         model: A built Sequential or functional model (nested models are expanded), or a
@@ -196,9 +226,10 @@ def node_groups(model):
     ...     print(group.name, group.size, group.reason or "prunable")
     """
     graph = model if isinstance(model, ModelGraph) else ModelGraph(model)
-    sets = _UnionFind()
-    producers, sizes, reasons = [], [], []  # per source (one per producing call)
-    readers = []  # (source, kind, layer, rows)
+    nodes = _UnionFind()  # one entry per node of every source
+    producers, bases, reasons = [], [], []  # per source (one per producing call)
+    owner = []  # node id -> source
+    readers = []  # (kind, layer, node ids of its input features)
     counts = graph.call_counts()
     layouts = {}  # tensor key -> _Layout
 
@@ -211,141 +242,168 @@ def node_groups(model):
         if reason not in reasons[source]:
             reasons[source].append(reason)
 
+    def sources(ids):
+        return sorted({owner[i] for i in ids[ids >= 0]})
+
     def refuse(key, reason):
-        for source in layout(key).sources():
+        for source in sources(layout(key).ids):
             note(source, reason)
 
     def read(key, kind, layer):
-        for source in layout(key).sources():
-            rows = layout(key).rows(source, sizes[source])
-            if rows is None:
-                note(source, f"reaches '{layer.name}' with its nodes repeated unevenly")
-            else:
-                readers.append((source, kind, layer, rows))
+        ids = layout(key).ids
+        if (ids >= 0).any():
+            readers.append((kind, layer, ids))
 
     for call in graph.calls:
         layer = call.layer
         first = layout(call.inputs[0]).first if call.inputs else False
-        role, why = features.role(call, graph, first)
+        rule = rules.rule_for(layer)
+        role, detail = rule.flow(call, graph, first)
         shared = counts[id(layer)] > 1
-        out = call.outputs[0]
-        if role == features.FULLY_CONNECTED:
+        out = call.outputs[0] if call.outputs else None
+        if role == rules.PRODUCE:
             read(call.inputs[0], "consumer", layer)
             if shared:
                 refuse(call.inputs[0], f"is read by '{layer.name}', a layer called more than once")
-            source = sets.add()
+            source, size = len(producers), rule.width(layer)
             producers.append(layer)
-            sizes.append(features.width(layer))
+            bases.append(nodes.add(size))
+            owner.extend([source] * size)
             reasons.append([])
             if shared:
                 reasons[source].append(f"'{layer.name}' is called more than once (a shared layer)")
-            activation = features.activation_reason(layer)
+            activation = rules.activation_reason(layer)
             if activation:
                 reasons[source].append(f"'{layer.name}': {activation}")
-            layouts[out] = _Layout.of_source(source, sizes[source], features.output_first(call, graph, first))
-        elif role == features.PER_FEATURE:
+            layouts[out] = _Layout(bases[source] + np.arange(size), rule.output_first(call, graph, first))
+        elif role in (rules.PER_FEATURE, rules.RELAY):
             read(call.inputs[0], "pass", layer)
-            if shared and layer.weights:
+            if shared and getattr(layer, "weights", None):
                 refuse(call.inputs[0], f"passes '{layer.name}', a layer with weights called more than once")
-            layouts[out] = layout(call.inputs[0]).moved(features.output_first(call, graph, first))
-        elif role == features.FLATTEN:
-            layouts[out] = layout(call.inputs[0]).taken(features.flatten_channels(call, graph, first))
-        elif role == features.JOIN:
+            for key in call.inputs[1:]:
+                refuse(key, f"is an extra input of {type(layer).__name__} '{layer.name}'")
+            moved = rule.output_first(call, graph, first)
+            parts = layout(call.inputs[0])
+            if role == rules.PER_FEATURE:
+                layouts[out] = parts.moved(moved)
+            else:  # one index array, or one per output (a split)
+                for key, index in zip(call.outputs, detail if isinstance(detail, list) else [detail]):
+                    layouts[key] = parts.taken(index, moved)
+        elif role == rules.COUPLE:
             inputs = [layout(key) for key in call.inputs]
             known = {parts.first for parts in inputs if parts.first is not None}
-            if len({parts.owners.shape for parts in inputs}) != 1 or len(known) > 1:
+            if len({parts.ids.shape for parts in inputs}) != 1 or len(known) > 1:
                 for key in call.inputs:
                     refuse(key, f"is combined by {type(layer).__name__} '{layer.name}' with features laid out differently")
                 continue
-            owners = np.stack([parts.owners for parts in inputs])
-            nodes = np.stack([parts.nodes for parts in inputs])
-            merged_owners, merged_nodes = np.full(owners.shape[1], -1), np.zeros(owners.shape[1], dtype=int)
-            for position in range(owners.shape[1]):
-                present = [i for i in range(len(inputs)) if owners[i, position] >= 0]
-                if not present:
+            ids = np.stack([parts.ids for parts in inputs])
+            merged = np.full(ids.shape[1], -1)
+            for position in range(ids.shape[1]):
+                present = ids[:, position][ids[:, position] >= 0]
+                if not len(present):
                     continue
-                head = owners[present[0], position]
-                for i in present[1:]:
-                    sets.union(owners[i, position], head)
-                    if nodes[i, position] != nodes[present[0], position] or sizes[owners[i, position]] != sizes[head]:
-                        note(head, f"is combined by {type(layer).__name__} '{layer.name}' with other "
-                             "nodes than their own counterparts")
+                for other in present[1:]:
+                    nodes.union(other, present[0])
                 if len(present) < len(inputs):
-                    note(head, f"is combined by {type(layer).__name__} '{layer.name}' with features of a "
-                         "non-prunable source (e.g. a residual stream)")
-                merged_owners[position], merged_nodes[position] = head, nodes[present[0], position]
-            layouts[out] = _Layout(merged_owners, merged_nodes, known.pop() if known else None)
-        elif role == features.CONCATENATE:
+                    for source in sources(present):
+                        note(source, f"is combined by {type(layer).__name__} '{layer.name}' with features "
+                             "of a non-prunable source (e.g. a residual stream)")
+                merged[position] = present[0]
+            layouts[out] = _Layout(merged, known.pop() if known else None)
+        elif role == rules.JOIN:
             layouts[out] = _Layout.joined([layout(key) for key in call.inputs])
         else:
             for key in call.inputs:
-                refuse(key, why)
+                refuse(key, detail)
     for key in graph.outputs:
         refuse(key, "is a model output")
+    return _collect(nodes, producers, bases, owner, reasons, readers)
 
-    groups, by_root = [], {}
+
+def _collect(nodes, producers, bases, owner, reasons, readers):
+    """The groups: sources tied by any node, each group's nodes numbered in the order of
+    its producers' output features."""
+    total = len(owner)
+    owner = np.asarray(owner, dtype=int)
+    roots = np.array([nodes.find(i) for i in range(total)], dtype=int)
+    linked = _UnionFind()
+    linked.add(len(producers))
+    for source, root_source in set(zip(owner.tolist(), owner[roots].tolist())):
+        linked.union(source, root_source)
+    groups, by_top = [], {}
+    group_of = np.full(total, -1)  # by node root: the group's index in `groups`
+    node_of = np.full(total, -1)  # by node root: the node's index in its group
+    ends = list(bases[1:]) + [total]
     for source, producer in enumerate(producers):
-        root = sets.find(source)
-        if root not in by_root:
-            by_root[root] = NodeGroup([], sizes[source])
-            groups.append(by_root[root])
-        group = by_root[root]
-        group.producers.append(producer)
+        top = linked.find(source)
+        if top not in by_top:
+            by_top[top] = len(groups)
+            groups.append(NodeGroup(0))
+        g = by_top[top]
+        group = groups[g]
         group.reasons.extend(r for r in reasons[source] if r not in group.reasons)
-    for source, kind, layer, rows in readers:
-        group = by_root[sets.find(source)]
-        target = group.consumers if kind == "consumer" else group.passes
-        if not any(other is layer and np.array_equal(known, rows) for other, known in target):
-            target.append((layer, rows))
+        for root in roots[bases[source]:ends[source]]:
+            if group_of[root] < 0:
+                group_of[root], node_of[root] = g, group.size
+                group.size += 1
+    for source, producer in enumerate(producers):
+        g = by_top[linked.find(source)]
+        ids = np.arange(bases[source], ends[source])
+        groups[g].produced.append((producer, _rows(groups[g].size, g, group_of, node_of, roots, ids)))
+    for kind, layer, ids in readers:
+        held = ids >= 0
+        for g in np.unique(group_of[roots[ids[held]]]):
+            group = groups[g]
+            rows = _rows(group.size, g, group_of, node_of, roots, ids)
+            target = group.consumers if kind == "consumer" else group.passes
+            if not any(other is layer and np.array_equal(known, rows) for other, known in target):
+                target.append((layer, rows))
     for group in groups:
         group.reasons.extend(r for r in group.fold_reasons() if r not in group.reasons)
     return groups
 
 
-class _Layout:
-    """Which node of which source each feature of a tensor is: `owners[i]` (a source index,
-    -1 for none) and `nodes[i]`; `first`: the features are axis 1 (channels first), or
-    None where unknown (a tensor no group reaches)."""
+def _rows(size, g, group_of, node_of, roots, ids):
+    """`(size, k)`: the positions of `ids` (a node id per feature, -1 for none) that hold
+    each node of group `g`, padded with -1."""
+    positions = np.flatnonzero(ids >= 0)
+    root = roots[ids[positions]]
+    mine = group_of[root] == g
+    positions, node = positions[mine], node_of[root[mine]]
+    order = np.lexsort((positions, node))
+    positions, node = positions[order], node[order]
+    counts = np.bincount(node, minlength=size)
+    rows = np.full((size, max(1, int(counts.max(initial=0)))), -1, dtype=int)
+    column = np.arange(len(positions)) - (np.cumsum(counts) - counts)[node]
+    rows[node, column] = positions
+    return rows
 
-    def __init__(self, owners, nodes, first=None):
-        self.owners, self.nodes, self.first = owners, nodes, first
+
+class _Layout:
+    """Which node each feature of a tensor is: `ids[i]` (a node id, -1 for none); `first`:
+    the features are axis 1 (channels first), or None where unknown (a tensor no group
+    reaches)."""
+
+    def __init__(self, ids, first=None):
+        self.ids, self.first = np.asarray(ids, dtype=int), first
 
     @classmethod
     def empty(cls, shape):
         n = shape[-1] if len(shape) > 1 and shape[-1] is not None else 0
-        return cls(np.full(n, -1), np.zeros(n, dtype=int))
-
-    @classmethod
-    def of_source(cls, source, size, first):
-        return cls(np.full(size, source), np.arange(size), first)
+        return cls(np.full(n, -1))
 
     @classmethod
     def joined(cls, parts):
         known = [p.first for p in parts if p.first is not None]
-        return cls(np.concatenate([p.owners for p in parts]), np.concatenate([p.nodes for p in parts]),
-                   known[0] if known else None)
+        return cls(np.concatenate([p.ids for p in parts]), known[0] if known else None)
 
     def moved(self, first):
-        return _Layout(self.owners, self.nodes, first)
+        return _Layout(self.ids, first)
 
-    def taken(self, index):
-        if not len(self.owners):
-            return _Layout(np.full(len(index), -1), np.zeros(len(index), dtype=int))
-        return _Layout(self.owners[index], self.nodes[index], False)
-
-
-    def sources(self):
-        return [int(s) for s in np.unique(self.owners) if s >= 0]
-
-    def rows(self, source, size):
-        """`(size, k)` int array: the features holding each node of `source` (k per node),
-        or None if the nodes do not appear equally often."""
-        positions = np.flatnonzero(self.owners == source)
-        counts = np.bincount(self.nodes[positions], minlength=size)
-        if len(counts) != size or counts.min() != counts.max():
-            return None
-        order = np.lexsort((positions, self.nodes[positions]))
-        return positions[order].reshape(size, -1)
+    def taken(self, index, first=False):
+        if not len(self.ids):
+            return _Layout(np.full(len(index), -1))
+        return _Layout(self.ids[index], first)
 
 
 def prunable_groups(model):

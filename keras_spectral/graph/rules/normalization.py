@@ -1,0 +1,77 @@
+"""Rules of the per-channel layers with weights: BatchNormalization, PReLU, and
+`keras.applications`' LayerScale (ConvNeXt)."""
+
+import keras
+
+from keras_spectral.cloning import clone_layer
+from keras_spectral.graph.rules.base import PerFeature, input_rank, register_rule
+from keras_spectral.graph.rules.weights import assign_sliced
+
+
+class BatchNormalizationRule(PerFeature):
+    """BatchNormalization on the feature axis: gamma, beta and the moving statistics sliced."""
+
+
+    def feature_axis(self, layer):
+        return layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+
+    def reason(self, call, graph, first):
+        layer, rank = call.layer, input_rank(call, graph)
+        axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
+        if first is not None and (axis is None or axis % rank != ((1 if first and rank > 2 else -1) % rank)):
+            return f"it normalizes axis {layer.axis}, not the feature axis"
+        return None
+
+    def slice(self, layer, keep_in, keep_out, input_shape, bias):
+        new = clone_layer(layer)
+        new.build(tuple(input_shape))
+        assign_sliced(new, layer, ("gamma", "beta", "moving_mean", "moving_variance"), keep_in)
+        return new
+
+
+class PReLURule(PerFeature):
+    """PReLU with alpha shared over every axis but the last."""
+
+
+    def feature_axis(self, layer):
+        return -1
+
+    def reason(self, call, graph, first):
+        if first and input_rank(call, graph) > 2:
+            return "it is applied to channels-first features (PReLU's alpha is laid out channels last)"
+        if any(d != 1 for d in call.layer.alpha.shape[:-1]):
+            return "its alpha is not shared over the axes before the features (set shared_axes)"
+        return None
+
+    def slice(self, layer, keep_in, keep_out, input_shape, bias):
+        new = clone_layer(layer)
+        new.build(tuple(input_shape))
+        assign_sliced(new, layer, ("alpha",), keep_in)
+        return new
+
+
+class LayerScaleRule(PerFeature):
+    """ConvNeXt's LayerScale (`x * gamma`, one gamma per feature)."""
+
+
+    def feature_axis(self, layer):
+        return -1
+
+    def reason(self, call, graph, first):
+        return "it scales the last axis, but the channels are on axis 1" if first and input_rank(call, graph) > 2 else None
+
+    def slice(self, layer, keep_in, keep_out, input_shape, bias):
+        new = clone_layer(layer, projection_dim=len(keep_in))
+        new.build(tuple(input_shape))
+        assign_sliced(new, layer, ("gamma",), keep_in)
+        return new
+
+
+register_rule(keras.layers.BatchNormalization, BatchNormalizationRule())
+register_rule(keras.layers.PReLU, PReLURule())
+try:  # keras.applications' own per-channel layer (a private path of Keras)
+    from keras.src.applications.convnext import LayerScale
+except ImportError:  # pragma: no cover
+    LayerScale = None
+if LayerScale is not None:
+    register_rule(LayerScale, LayerScaleRule())
