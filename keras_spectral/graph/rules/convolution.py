@@ -43,6 +43,20 @@ def _in_channels(call, graph):
     return int(graph.tensors[call.inputs[0]].shape[1 if data_format_first(call.layer) else -1])
 
 
+def _multiplied(keep, m):
+    """The rows of kept channels `keep` when each channel has m consecutive rows."""
+    return (np.asarray(keep)[:, None] * m + np.arange(m)).ravel()
+
+
+def _narrower(layer, filters, input_shape, bias, **overrides):
+    """A built copy of the convolution `layer` with `filters` outputs and `bias` (or none)."""
+    new = clone_layer(layer, filters=filters, use_bias=bias is not None, **overrides)
+    new.build(tuple(input_shape))
+    if bias is not None:
+        new.bias.assign(bias)
+    return new
+
+
 class ConvolutionRule(Produce):
     """Conv1D/2D/3D. Ungrouped: a producer; depthwise-grouped (`groups` equal to the
     input channels): channel by channel; otherwise opaque."""
@@ -81,19 +95,13 @@ class ConvolutionRule(Produce):
 
     def slice(self, layer, keep_in, keep_out, input_shape, bias):
         if layer.groups > 1:  # depthwise-grouped: keep_in are the kept groups
-            m = layer.filters // layer.groups
-            outputs = (np.asarray(keep_in)[:, None] * m + np.arange(m)).ravel()
-            new = clone_layer(layer, filters=len(outputs), groups=len(keep_in))
-            new.build(tuple(input_shape))
+            outputs = _multiplied(keep_in, layer.filters // layer.groups)
+            bias = numpy(layer.bias)[outputs] if layer.use_bias else None
+            new = _narrower(layer, len(outputs), input_shape, bias, groups=len(keep_in))
             new.kernel.assign(numpy(layer.kernel)[..., outputs])
-            if layer.use_bias:
-                new.bias.assign(numpy(layer.bias)[outputs])
             return new
-        new = clone_layer(layer, filters=len(keep_out), use_bias=bias is not None)
-        new.build(tuple(input_shape))
+        new = _narrower(layer, len(keep_out), input_shape, bias)
         new.kernel.assign(numpy(layer.kernel)[..., keep_in, :][..., keep_out])
-        if bias is not None:
-            new.bias.assign(bias)
         return new
 
     def multiply_adds(self, call, graph):
@@ -118,14 +126,8 @@ class SpectralConvolutionRule(ConvolutionRule):
         return with_spectral_state(new, layer, keep_in, keep_out, bias)
 
 
-def _multiplied(keep, m):
-    """The rows of kept channels `keep` when each channel has m consecutive rows."""
-    return (np.asarray(keep)[:, None] * m + np.arange(m)).ravel()
-
-
 class DepthwiseRule(Rule):
     """DepthwiseConv1D/2D: channel by channel (m = `depth_multiplier` outputs each)."""
-
 
     def flow(self, call, graph, first):
         reason = _layout_reason(call, graph, first)
@@ -168,13 +170,10 @@ class SeparableRule(ConvolutionRule):
         return (OPAQUE, reason) if reason else (PRODUCE, None)
 
     def slice(self, layer, keep_in, keep_out, input_shape, bias):
-        new = clone_layer(layer, filters=len(keep_out), use_bias=bias is not None)
-        new.build(tuple(input_shape))
+        new = _narrower(layer, len(keep_out), input_shape, bias)
         rows = _multiplied(keep_in, layer.depth_multiplier)
         new.depthwise_kernel.assign(numpy(layer.depthwise_kernel)[..., keep_in, :])
         new.pointwise_kernel.assign(numpy(layer.pointwise_kernel)[..., rows, :][..., keep_out])
-        if bias is not None:
-            new.bias.assign(bias)
         return new
 
     def multiply_adds(self, call, graph):
