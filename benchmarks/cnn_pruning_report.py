@@ -3,7 +3,7 @@ written from its results file alone."""
 
 import numpy as np
 
-from cnn_pruning import (
+from cnn_pruning_settings import (
     BASE_EPOCHS,
     DEFAULT_RESULTS,
     FINETUNE_EPOCHS,

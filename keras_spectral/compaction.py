@@ -54,25 +54,55 @@ def _keep_one_per_producer(group, dead):
     return dead
 
 
+# Sizes given to a model's dimensions of unknown size when it is probed (two, so that a
+# value depending on the input size shows), larger ones if a model needs them (valid
+# convolutions), and the probe values tried (ones, then zeros: log(x) of zeros is -inf).
+PROBE_SIZES = ((16, 23), (64, 71))
+PROBE_VALUES = (1.0, 0.0)
+
+
 def _reader_inputs(graph, removed_in):
     """The value each removed feature has where a fully connected layer reads it, with
-    the model run once on zeros: removed nodes output constants (their producers'
-    `activation(bias)`, through per-feature layers), so one run gives them all. Returns
-    `{id(layer): (positions, features) array}` (one row per position of a spatial input)."""
+    the model run on constant probes: removed nodes output constants (their producers'
+    `activation(bias)`, through per-feature layers), so a run gives them all. Returns
+    `{id(layer): (positions, features) array}`: one row per position of a spatial input,
+    and per probe size where the model has dimensions of unknown size."""
     readers = [c for c in graph.calls if rule_for(c.layer).produces(c.layer) and id(c.layer) in removed_in]
     if not readers:
         return {}
-    probes = []
-    for key in graph.inputs:
-        t = graph.tensors[key]
-        shape = [1] + [1 if d is None else d for d in t.shape[1:]]
-        probes.append(ops.zeros(shape, dtype=t.dtype))
-    values = graph.run(probes)
-    result = {}
-    for call in readers:
-        x = np.moveaxis(numpy(values[call.inputs[0]]), rule_for(call.layer).feature_axis(call.layer), -1)
-        result[id(call.layer)] = x.reshape(-1, x.shape[-1])
-    return result
+    shapes = [graph.tensors[key].shape for key in graph.inputs]
+    variable = any(d is None for shape in shapes for d in shape[1:])
+    failure = None
+    for sizes in PROBE_SIZES if variable else ((1,),):
+        for value in PROBE_VALUES:
+            try:
+                runs = [graph.run([ops.full([1] + [size if d is None else d for d in shape[1:]], value, dtype=t.dtype)
+                                   for shape, t in zip(shapes, (graph.tensors[k] for k in graph.inputs))])
+                        for size in sizes]
+            except Exception as error:  # noqa: BLE001 - a probe size the model cannot take: try larger
+                failure = error
+                break
+            result = {}
+            for call in readers:
+                axis = rule_for(call.layer).feature_axis(call.layer)
+                parts = [np.moveaxis(numpy(run[call.inputs[0]]), axis, -1) for run in runs]
+                result[id(call.layer)] = np.concatenate([x.reshape(-1, x.shape[-1]) for x in parts])
+            gone = [result[id(c.layer)][:, removed_in[id(c.layer)]] for c in readers]
+            if all(np.isfinite(g).all() for g in gone):
+                return result
+            failure = None
+    if failure is not None:
+        raise ValueError(
+            f"compact() runs model '{graph.model.name}' on constant probe inputs (sizes {PROBE_SIZES} where its "
+            f"input size is unknown) to read the removed nodes' constant values, and the model failed on them: "
+            f"{failure}. Give the model a fixed input size."
+        ) from failure
+    raise ValueError(
+        f"The removed nodes of model '{graph.model.name}' have no finite value on constant probe inputs "
+        f"(ones, zeros): the model computes something undefined there before them (e.g. log or division of "
+        "its input), so compact() cannot fold them into the readers' biases. Convert the readers with "
+        "keras_spectral.spectralize so that they mask the removed nodes themselves."
+    )
 
 
 def _folded_bias(layer, bias, gone_in, read):
@@ -89,9 +119,11 @@ def _folded_bias(layer, bias, gone_in, read):
             return bias
         raise ValueError(
             f"Layer '{layer.name}' reads removed features whose value is not one constant per "
-            "feature (a removed channel reaching a convolution or a padded position), so compact() "
-            "cannot fold them into its bias exactly. Remove nodes with keras_spectral.prune_nodes "
-            "or NodeGroup.remove, which also masks the spectral layers that read them."
+            "feature: it changes with the position or with the input size (a removed channel "
+            "reaching a convolution, or passing padding), so compact() cannot fold it into the "
+            "layer's bias exactly. Remove nodes with keras_spectral.prune_nodes or NodeGroup.remove, "
+            f"which mask the spectral layers that read them; convert '{layer.name}' with "
+            "keras_spectral.spectralize if it is not spectral; or give the model a fixed input size."
         )
     kernel = numpy(rule_for(layer).kernel(layer))
     return bias + values[0] @ kernel[folded]
@@ -149,6 +181,7 @@ def compact(model, eigenvectors=None, drop_inputs=False):
     graph = ModelGraph(model)
     groups = []
     for group in removable_groups(model):
+        group.check_masks()
         dead = ~group.active()
         if dead.all():
             raise ValueError(

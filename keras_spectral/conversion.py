@@ -18,7 +18,7 @@ import keras
 
 from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral.cloning import replace_layers
-from keras_spectral.convolutional import CONV_MODES, SPECTRAL_CONVS
+from keras_spectral.convolutional import CONV_MODES, PADDINGS, SPECTRAL_CONVS
 from keras_spectral.layers import SpectralDense
 from keras_spectral.separable import SPECTRAL_SEPARABLE_CONVS
 from keras_spectral.validation import check_choice
@@ -35,6 +35,12 @@ def _selector(layers):
     """A predicate `(layer) -> bool` from `layers=` (None, names, or a predicate)."""
     if layers is None:
         return lambda layer: True
+    if isinstance(layers, keras.layers.Layer):
+        raise TypeError(
+            "Received an invalid value for `layers`, expected None, a layer name, a list of names or a "
+            f"predicate `fn(layer) -> bool`, not a layer (pass its name: layers='{layers.name}'). "
+            f"Received: layers={layers!r}"
+        )
     if callable(layers):
         return layers
     if isinstance(layers, str):
@@ -59,17 +65,27 @@ def _convertible(layer, eigenvectors):
     """Whether `spectralize` converts `layer` with mode `eigenvectors`: any Dense; a Conv1D,
     Conv2D, Conv3D (ungrouped), SeparableConv1D or SeparableConv2D in a mode the spectral
     convolutions have."""
-    if isinstance(layer, keras.layers.Dense):
-        return not isinstance(layer, SpectralDense)
+    if type(layer) is keras.layers.Dense:  # a subclass may compute something else (its own call)
+        return True
     spectral = _CONVERSIONS.get(type(layer))
-    return spectral is not None and getattr(layer, "groups", 1) == 1 and eigenvectors in CONV_MODES
+    return (spectral is not None and getattr(layer, "groups", 1) == 1 and eigenvectors in CONV_MODES
+            and layer.padding in PADDINGS)
 
 
 def _convert(layer, eigenvectors, kwargs):
-    if isinstance(layer, keras.layers.Dense):
-        return from_dense(layer, eigenvectors, **kwargs)
-    conv_kwargs = {k: v for k, v in kwargs.items() if k not in _DENSE_ONLY}
-    return _CONVERSIONS[type(layer)].from_conv(layer, eigenvectors, **conv_kwargs)
+    """The spectral layer of `layer`; a failure names the layer."""
+    try:
+        if isinstance(layer, keras.layers.Dense):
+            return from_dense(layer, eigenvectors, **kwargs)
+        conv_kwargs = {k: v for k, v in kwargs.items() if k not in _DENSE_ONLY}
+        return _CONVERSIONS[type(layer)].from_conv(layer, eigenvectors, **conv_kwargs)
+    except Exception as error:  # noqa: BLE001 - any failure of the conversion, named
+        if f"'{layer.name}'" in str(error):
+            raise
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}, dtype {layer.dtype}) could not be converted with "
+            f"eigenvectors={eigenvectors!r}: {error}"
+        ) from error
 
 
 def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):

@@ -202,7 +202,11 @@ class _SpectralConv(keras.layers.Layer):
         if self.bias is not None:
             shape = (1,) * (self.rank + 1) + (self.filters,) if self._channel_axis == -1 else (
                 (1, self.filters) + (1,) * self.rank)
-            x = ops.add(x, ops.reshape(ops.cast(self.bias, dtype), shape))
+            bias = ops.reshape(ops.cast(self.bias, dtype), shape)
+            # TensorFlow's `add` takes a vector-like addend for a bias and puts it on the last
+            # axis whenever that matches, also for channels first when the width equals
+            # `filters`; x − (−b) is the same sum without that shortcut.
+            x = ops.add(x, bias) if self._channel_axis == -1 else ops.subtract(x, ops.negative(bias))
         if self.activation is not None:
             x = self.activation(x)
         return x
@@ -242,6 +246,7 @@ class _SpectralConv(keras.layers.Layer):
         if self.use_bias:
             weights.append(ops.convert_to_numpy(self.bias))
         conv.set_weights(weights)
+        conv.trainable = self.trainable
         return conv
 
     @classmethod
@@ -273,6 +278,7 @@ class _SpectralConv(keras.layers.Layer):
         spectral.eigenvalues_out.assign(np.zeros(spectral.eigenvalues_out.shape, "float32"))
         if layer.use_bias:
             spectral.bias.assign(ops.convert_to_numpy(layer.bias))
+        spectral.trainable = layer.trainable
         return spectral
 
     @classmethod

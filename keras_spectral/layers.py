@@ -453,6 +453,7 @@ class SpectralDense(keras.layers.Layer):
         if self.use_bias:
             weights.append(ops.convert_to_numpy(self.bias))
         dense.set_weights(weights)
+        dense.trainable = self.trainable
         return dense
 
     @classmethod
@@ -546,6 +547,7 @@ class SpectralDense(keras.layers.Layer):
                 )
         if layer.use_bias:
             spectral.bias.assign(ops.convert_to_numpy(layer.bias))
+        spectral.trainable = layer.trainable
         return spectral
 
     def get_config(self):

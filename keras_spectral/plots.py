@@ -205,6 +205,12 @@ def _accuracies(label, fractions, accuracies):
             f"(accuracies as fractions, not percent). Received: {value!r}"
         )
 
+    if any(np.isscalar(v) or (isinstance(v, np.ndarray) and v.ndim == 0) for v in (fractions, accuracies)):
+        raise ValueError(
+            f"Received an invalid value for curve {label!r} of `curves`, expected (fractions, accuracies): "
+            "two sequences of the same length (fractions removed, and an accuracy or a list of them for "
+            f"each), even for one point: ([0.5], [0.97]). Received: {(fractions, accuracies)!r}"
+        )
     try:
         fractions = [float(f) for f in fractions]
         accuracies = [np.atleast_1d(np.asarray(a, dtype="float64")) for a in accuracies]

@@ -180,7 +180,7 @@ def test_results_file_loses_nothing_with_concurrent_writers(tmp_path):
 BAD_RESULTS = [
     ("binary", b"\x89PNG\r\n\x1a\n\x00\xff\xfe", r"not a results file: it is not UTF-8 text"),
     ("no-key", b'{"key": {"a": 1}, "v": 1}\n{"accuracy": 0.9}\n', r"line 2: not a results record.*without a `key`"),
-    ("list", b'[1, 2]\n{"key": {"a": 1}}\n', r"line 1: not a results record.*got a JSON object"),
+    ("list", b'[1, 2]\n{"key": {"a": 1}}\n', r"line 1: not a results record.*got a JSON array: "),
     ("key-not-dict", b'{"key": 3}\n', r"line 1: not a results record"),
 ]
 

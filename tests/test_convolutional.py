@@ -65,6 +65,21 @@ def test_channels_first_matches_keras():
     np.testing.assert_allclose(numpy(spectral(x)), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_channels_first_bias_lands_on_the_channels_when_filters_equal_the_width():
+    """TensorFlow's `add` puts a vector-like addend on the last axis when its length
+    matches: here 7 filters and an output width of 7 (docs/deployment.md)."""
+    keras.utils.set_random_seed(0)
+    first = SpectralConv2D(7, 3, data_format="channels_first", eigenvectors="trainable")
+    x = np.moveaxis(batch((9, 9, 3)), -1, 1)
+    first(x)
+    first.bias.assign(np.arange(1.0, 8.0, dtype="float32"))
+    last = SpectralConv2D(7, 3, eigenvectors="trainable")
+    last.build((None, 9, 9, 3))
+    last.set_weights(first.get_weights())
+    expected = np.moveaxis(numpy(last(np.moveaxis(x, 1, -1))), -1, 1)
+    np.testing.assert_allclose(numpy(first(x)), expected, rtol=1e-5, atol=1e-5)
+
+
 def small_cnn(seed=0):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(SHAPES[2])

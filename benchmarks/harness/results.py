@@ -39,6 +39,13 @@ def _dumps(obj, what):
         raise TypeError(f"Received an invalid {what} for a results file ({error}). Received: {obj!r}") from error
 
 
+def _json_kind(value):
+    """What a parsed JSON value is, in words (`a JSON array`, ...)."""
+    kinds = {list: "a JSON array", str: "a JSON string", bool: "a JSON boolean", int: "a JSON number",
+             float: "a JSON number", type(None): "JSON null"}
+    return kinds.get(type(value), "a JSON value")
+
+
 def _stored(key):
     """A key as it reads back from the file (tuples as lists, NumPy scalars as numbers)."""
     if not isinstance(key, dict):
@@ -77,7 +84,7 @@ class ResultsFile:
             try:
                 record = json.loads(line)
                 if not isinstance(record, dict) or not isinstance(record.get("key"), dict):
-                    what = "a JSON object" if not isinstance(record, dict) else "an object without a `key` dict"
+                    what = _json_kind(record) if not isinstance(record, dict) else "an object without a `key` dict"
                     raise ValueError(
                         f"{self.path}, line {number}: not a results record: expected a JSON object "
                         f'with a `key` dict ({{"key": {{...}}, ...}}), got {what}: {line[:80]!r}. '

@@ -163,9 +163,48 @@ class NodeGroup:
                 alive &= present | ~(rows >= 0).any(axis=1)
         return alive
 
+    def _masked_side(self, holders):
+        """Per node: whether every layer of `holders` (`(layer, rows)`) that holds it masks
+        it, and at least one does (a layer without masks never does)."""
+        masked, held_any = np.ones(self.size, dtype=bool), np.zeros(self.size, dtype=bool)
+        for layer, rows in holders:
+            held = (rows >= 0).any(axis=1)
+            held_any |= held
+            side = "out" if any(layer is p for p in self.producers) else "in"
+            alive = (node_sums(_values(getattr(layer, f"eigenvalues_{side}_mask")) != 0, rows) > 0
+                     if is_spectral(layer) else held)
+            masked &= ~(held & alive)
+        return masked & held_any
+
+    def check_masks(self):
+        """Refuse nodes masked in some layers but neither in every producer nor in every
+        reader (masks set by hand on one reader of several): whether they are removed is
+        ambiguous."""
+        unclear = ~self.active() & ~self._masked_side(self.produced) & ~self._masked_side(self.consumers)
+        if unclear.any():
+            node = int(np.flatnonzero(unclear)[0])
+            masked, kept = [], []
+            for layer, side, rows in [(p, "out", r) for p, r in self.produced] + [(c, "in", r) for c, r in self.consumers]:
+                entries = rows[node][rows[node] >= 0]
+                if len(entries) and is_spectral(layer):
+                    values = _values(getattr(layer, f"eigenvalues_{side}_mask"))[entries]
+                    (masked if not values.any() else kept).append(f"'{layer.name}'")
+                elif len(entries):
+                    kept.append(f"'{layer.name}'")
+            raise ValueError(
+                f"Node group '{self.name}': node {node} (of {int(unclear.sum())} such) is masked in "
+                f"{', '.join(masked)} but still produced or read by {', '.join(kept)}, so whether it is removed "
+                "is ambiguous. Remove nodes with NodeGroup.remove or keras_spectral.prune_nodes (they mask "
+                "every layer that holds the node), or set the masks of all its producers or all its readers."
+            )
+
     def remove(self, nodes):
-        """Mask the given node indices (and zero their eigenvalues) where the masks live."""
-        nodes = np.asarray(nodes, dtype=int)
+        """Mask the given nodes (and zero their eigenvalues) where the masks live.
+
+        Args:
+            nodes: Node indices in `[0, size)`, or a boolean mask of `size` entries.
+        """
+        nodes = self._node_indices(nodes)
         if not len(nodes):
             return
         for layer, side, rows in self._targets():
@@ -174,6 +213,24 @@ class NodeGroup:
             keep[node_entries(rows, nodes)] = 0.0
             mask.assign(ops.cast(_values(mask) * keep, mask.dtype))
             eigenvalues.assign(ops.cast(_values(eigenvalues) * keep, eigenvalues.dtype))
+
+    def _node_indices(self, nodes):
+        given = np.asarray(nodes)
+        if given.dtype == bool:
+            if given.shape != (self.size,):
+                raise ValueError(
+                    f"Received an invalid value for `nodes` of node group '{self.name}', expected a boolean "
+                    f"mask of {self.size} entries (one per node) or node indices. Received: a boolean array "
+                    f"of shape {given.shape}"
+                )
+            return np.flatnonzero(given)
+        given = given.ravel()
+        if given.size and (not np.issubdtype(given.dtype, np.integer) or given.min() < 0 or given.max() >= self.size):
+            raise ValueError(
+                f"Received an invalid value for `nodes` of node group '{self.name}', expected node indices in "
+                f"[0, {self.size}) or a boolean mask of {self.size} entries. Received: nodes={nodes!r}"
+            )
+        return given.astype(int)
 
     def __repr__(self):
         consumers = [f"{c.name}@{int(rows[0, 0])}" for c, rows in self.consumers]
@@ -256,7 +313,8 @@ def node_groups(model):
 
     for call in graph.calls:
         layer = call.layer
-        first = layout(call.inputs[0]).first if call.inputs else False
+        known = [layout(key).first for key in call.inputs if layout(key).first is not None]
+        first = known[0] if known else (layout(call.inputs[0]).first if call.inputs else False)
         rule = rules.rule_for(layer)
         role, detail = rule.flow(call, graph, first)
         shared = counts[id(layer)] > 1
@@ -311,7 +369,11 @@ def node_groups(model):
                 merged[position] = present[0]
             layouts[out] = _Layout(merged, known.pop() if known else None)
         elif role == rules.JOIN:
-            layouts[out] = _Layout.joined([layout(key) for key in call.inputs])
+            axis = 1 if first and len(graph.tensors[call.inputs[0]].shape) > 2 else -1
+            layouts[out] = _Layout.joined([
+                layout(key) if (layout(key).ids >= 0).any() else _Layout.empty(graph.tensors[key].shape, axis)
+                for key in call.inputs
+            ])
         else:
             for key in call.inputs:
                 refuse(key, detail)
@@ -388,8 +450,9 @@ class _Layout:
         self.ids, self.first = np.asarray(ids, dtype=int), first
 
     @classmethod
-    def empty(cls, shape):
-        n = shape[-1] if len(shape) > 1 and shape[-1] is not None else 0
+    def empty(cls, shape, axis=-1):
+        """No node at any feature of a tensor of `shape`, whose features are on `axis`."""
+        n = shape[axis] if len(shape) > 1 and shape[axis] is not None else 0
         return cls(np.full(n, -1))
 
     @classmethod

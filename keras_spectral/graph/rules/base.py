@@ -253,9 +253,14 @@ def register_rule(layer_class, rule=None):
 
 
 def rule_for(layer):
-    """The rule of `layer`'s class (its nearest registered base), else `Opaque()`."""
+    """The rule of `layer`'s class (its nearest registered base), else `Opaque()`. A
+    subclass that overrides `call` of its registered base may compute something else, so
+    it is opaque until a rule is registered for it."""
     for cls in type(layer).__mro__:
         if cls in _RULES:
+            if cls is not type(layer) and getattr(type(layer), "call", None) is not getattr(cls, "call", None):
+                return Opaque(f"its class overrides call() of {cls.__name__}; register a rule for "
+                              f"{type(layer).__name__} (keras_spectral.register_rule)")
             return _RULES[cls]
     return Opaque()
 

@@ -38,7 +38,10 @@ ELEMENTWISE_LAYERS = (
     keras.layers.ReLU,
     keras.layers.LeakyReLU,
     keras.layers.ELU,
-    keras.layers.Dropout,  # and SpatialDropout1D/2D/3D, its subclasses
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout1D,
+    keras.layers.SpatialDropout2D,
+    keras.layers.SpatialDropout3D,
     keras.layers.GaussianNoise,
     keras.layers.GaussianDropout,
     keras.layers.AlphaDropout,
