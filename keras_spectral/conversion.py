@@ -68,8 +68,8 @@ def _convertible(layer, eigenvectors):
     if type(layer) is keras.layers.Dense:  # a subclass may compute something else (its own call)
         return True
     spectral = _CONVERSIONS.get(type(layer))
-    return (spectral is not None and getattr(layer, "groups", 1) == 1 and eigenvectors in CONV_MODES
-            and layer.padding in PADDINGS)
+    depthwise = getattr(layer, "groups", 1) > 1 and layer.kernel.shape[-2] == 1  # passes channels as it is
+    return spectral is not None and not depthwise and eigenvectors in CONV_MODES and layer.padding in PADDINGS
 
 
 def _convert(layer, eigenvectors, kwargs):
@@ -99,8 +99,9 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
         model: A built Sequential or functional model (nested models, several inputs and
             outputs, inputs of any rank).
         layers: Which Dense and convolution layers to convert: None (all), a name, a list
-            of names, or a predicate `fn(layer) -> bool`. Grouped convolutions, and all
-            convolutions in the modes only SpectralDense has, pass through unchanged.
+            of names, or a predicate `fn(layer) -> bool`. Depthwise convolutions (one
+            channel per group), causal ones, and all convolutions in the modes only
+            SpectralDense has, pass through unchanged.
         eigenvectors: The mode of the new layers (`from_dense` says which are exact).
         **kwargs: Passed to `from_dense` (e.g. `eigenvector_rank`, `train_eigenvalues_in`).
 

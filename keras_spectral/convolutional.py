@@ -69,10 +69,11 @@ class _SpectralConv(keras.layers.Layer):
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         check_positive_int("filters", filters)
-        if groups != 1:
+        check_positive_int("groups", groups)
+        if filters % groups:
             raise ValueError(
-                f"Received an invalid value for `groups`, expected 1: grouped and depthwise convolutions "
-                f"are not supported by {type(self).__name__}. Received: groups={groups!r}"
+                f"Received an invalid value for `groups`, expected a divisor of `filters` ({filters}). "
+                f"Received: groups={groups!r}"
             )
         check_choice("eigenvectors", eigenvectors, CONV_MODES)
         check_choice("padding", padding, PADDINGS)
@@ -89,6 +90,7 @@ class _SpectralConv(keras.layers.Layer):
         check_bool("train_eigenvalues_in", train_eigenvalues_in)
         check_bool("train_eigenvalues_out", train_eigenvalues_out)
         self.filters = filters
+        self.groups = groups
         self.kernel_size = _tuple("kernel_size", kernel_size, self.rank)
         self.strides = strides
         self.padding = padding
@@ -133,6 +135,17 @@ class _SpectralConv(keras.layers.Layer):
                         f"the input's spatial shape {spatial} with padding='valid' (or padding='same'). "
                         f"Received: kernel_size={self.kernel_size}, dilation_rate={self.dilation_rate}"
                     )
+        if self.groups > 1 and channels == self.groups:
+            raise ValueError(
+                f"Received an invalid value for `groups`, expected fewer groups than input channels: with one "
+                f"channel per group (a depthwise convolution) use keras.layers.DepthwiseConv{self.rank}D, which "
+                f"the pruning tools pass channel by channel. Received: groups={self.groups} for {channels} channels"
+            )
+        if channels % self.groups:
+            raise ValueError(
+                f"Received an invalid value for `groups`, expected a divisor of the input channels ({channels}) "
+                f"of layer '{self.name}'. Received: groups={self.groups}"
+            )
         self.input_channels = channels
         self.eigenvalues_in = self.add_weight(
             name="eigenvalues_in", shape=(channels,), initializer=self.eigenvalues_in_initializer,
@@ -168,11 +181,16 @@ class _SpectralConv(keras.layers.Layer):
         self.built = True
 
     def _eigenvector_shape(self, channels):
-        return (*self.kernel_size, channels, self.filters)
+        return (*self.kernel_size, channels // self.groups, self.filters)
 
     def _rows(self, per_channel):
-        """Per-input-channel values laid out along φ's input rows (one row per channel)."""
-        return per_channel
+        """Per-input-channel values `(c_in, filters)` laid out along φ's input rows: one row
+        per channel, or with `groups` the rows of each filter's own group of channels."""
+        if self.groups == 1:
+            return per_channel
+        width = self.input_channels // self.groups
+        rows = (np.arange(self.filters) // (self.filters // self.groups))[None, :] * width + np.arange(width)[:, None]
+        return ops.take_along_axis(per_channel, ops.convert_to_tensor(rows, "int32"), axis=0)
 
     def _kernel(self, dtype):
         """The masked kernel, formed in the variables' dtype and cast once to `dtype`:
@@ -219,11 +237,7 @@ class _SpectralConv(keras.layers.Layer):
         return getattr(keras.layers, f"Conv{cls.rank}D")
 
     def _plain_arguments(self):
-        return dict(
-            filters=self.filters, kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
-            data_format=self.data_format, dilation_rate=self.dilation_rate, activation=self.activation,
-            use_bias=self.use_bias,
-        )
+        return {name: getattr(self, name) for name in self._plain_argument_names()}
 
     def _plain_conv(self):
         return self._plain_class()(**self._plain_arguments(), name=self.name, dtype=self.dtype_policy)
@@ -264,10 +278,10 @@ class _SpectralConv(keras.layers.Layer):
             )
         if not layer.built:
             raise ValueError(f"Layer '{layer.name}' is not built, so it has no kernel to convert yet.")
-        if getattr(layer, "groups", 1) != 1:
+        if getattr(layer, "groups", 1) > 1 and cls._input_channels_of(layer) == layer.groups:
             raise ValueError(
-                f"Layer '{layer.name}' is a grouped convolution (groups={layer.groups}), which "
-                f"{cls.__name__} does not support."
+                f"Layer '{layer.name}' is a depthwise convolution (groups={layer.groups}, one input channel "
+                f"per group), which {cls.__name__} does not convert: it passes channels one by one."
             )
         check_choice("eigenvectors", eigenvectors, CONV_MODES)
         arguments = {k: getattr(layer, k) for k in cls._plain_argument_names()}
@@ -283,12 +297,12 @@ class _SpectralConv(keras.layers.Layer):
 
     @classmethod
     def _plain_argument_names(cls):
-        return ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "activation",
-                "use_bias")
+        return ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
+                "activation", "use_bias")
 
     @classmethod
     def _input_channels_of(cls, layer):
-        return layer.kernel.shape[-2]
+        return layer.kernel.shape[-2] * getattr(layer, "groups", 1)
 
     def get_config(self):
         config = super().get_config()
@@ -299,6 +313,7 @@ class _SpectralConv(keras.layers.Layer):
             "padding": self.padding,
             "data_format": self.data_format,
             "dilation_rate": self.dilation_rate,
+            "groups": self.groups,
             "activation": activations.serialize(self.activation),
             "use_bias": self.use_bias,
             "eigenvectors": self.eigenvector_mode,
@@ -326,7 +341,9 @@ _ARGS = """
     Args:
         filters: Number of output channels (each with an eigenvalue `λ_out`).
         kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias:
-            As for `keras.layers.Conv{rank}D` (`groups` must be 1).
+            As for `keras.layers.Conv{rank}D`.
+        groups: As for `keras.layers.Conv{rank}D`: each filter reads its group of input
+            channels; `λ_in` still holds one eigenvalue per input channel.
         eigenvectors: `"frozen"` (default: φ fixed, only the eigenvalues train) or
             `"trainable"` (φ trains too).
         train_eigenvalues_in, train_eigenvalues_out: Whether each eigenvalue set trains.

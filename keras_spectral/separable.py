@@ -31,6 +31,11 @@ class _SpectralSeparableConv(_SpectralConv):
         **kwargs,
     ):
         check_positive_int("depth_multiplier", depth_multiplier)
+        if kwargs.get("groups", 1) != 1:
+            raise ValueError(
+                "Received an invalid value for `groups`, expected 1: a separable convolution's depthwise step "
+                f"is its grouping. Received: groups={kwargs['groups']!r}"
+            )
         super().__init__(filters, kernel_size, **kwargs)
         self.depth_multiplier = depth_multiplier
         self.depthwise_initializer = initializers.get(depthwise_initializer)
@@ -74,7 +79,7 @@ class _SpectralSeparableConv(_SpectralConv):
 
     @classmethod
     def _plain_argument_names(cls):
-        return super()._plain_argument_names() + ("depth_multiplier",)
+        return tuple(n for n in super()._plain_argument_names() if n != "groups") + ("depth_multiplier",)
 
     def _plain_weights(self):
         return [ops.convert_to_numpy(self.depthwise_kernel), ops.convert_to_numpy(self.kernel)]
@@ -89,6 +94,7 @@ class _SpectralSeparableConv(_SpectralConv):
 
     def get_config(self):
         config = super().get_config()
+        config.pop("groups")  # its depthwise step is the grouping
         config.update({
             "depth_multiplier": self.depth_multiplier,
             "depthwise_initializer": initializers.serialize(self.depthwise_initializer),

@@ -170,7 +170,7 @@ def test_config_round_trip():
         ({"filters": 0, "kernel_size": 3}, r"`filters`.*filters=0"),
         ({"filters": 4, "kernel_size": 0}, r"`kernel_size`.*kernel_size=0"),
         ({"filters": 4, "kernel_size": (3, 3, 3)}, r"`kernel_size`.*tuple of 2"),
-        ({"filters": 4, "kernel_size": 3, "groups": 2}, r"`groups`.*not supported.*groups=2"),
+        ({"filters": 4, "kernel_size": 3, "groups": 3}, r"`groups`, expected a divisor of `filters` \(4\).*groups=3"),
         ({"filters": 4, "kernel_size": 3, "eigenvectors": "svd"}, r"`eigenvectors`"),
         ({"filters": 4, "kernel_size": 3, "padding": "causal"}, r"`padding`"),
         ({"filters": 4, "kernel_size": 3, "strides": 2, "dilation_rate": 2}, r"strides > 1"),
@@ -186,10 +186,12 @@ def test_from_conv_refuses_what_it_cannot_convert():
         SpectralConv2D.from_conv(keras.layers.Conv1D(2, 3))
     with pytest.raises(ValueError, match="not built"):
         SpectralConv2D.from_conv(keras.layers.Conv2D(2, 3))
-    grouped = keras.layers.Conv2D(4, 3, groups=2)
-    grouped.build((None, 8, 8, 4))
-    with pytest.raises(ValueError, match=r"grouped convolution \(groups=2\)"):
-        SpectralConv2D.from_conv(grouped)
+    depthwise = keras.layers.Conv2D(4, 3, groups=4)
+    depthwise.build((None, 8, 8, 4))
+    with pytest.raises(ValueError, match=r"depthwise convolution \(groups=4, one input channel"):
+        SpectralConv2D.from_conv(depthwise)
+    with pytest.raises(ValueError, match=r"`groups`, expected fewer groups than input channels"):
+        SpectralConv2D(4, 3, groups=4).build((None, 8, 8, 4))
     with pytest.raises(ValueError, match="must have rank 4"):
         SpectralConv2D(2, 3).build((None, 8, 3))
 

@@ -142,6 +142,32 @@ def test_depthwise_grouped_convolution_passes_channels_and_other_groups_do_not()
     assert small.get_layer("depthwise").groups == 4
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_grouped_convolutions_lose_the_same_positions_in_every_group(data_format):
+    if data_format == "channels_first" and keras.backend.backend() == "tensorflow":
+        pytest.skip("TensorFlow's CPU grouped convolutions are channels-last only")
+    keras.utils.set_random_seed(0)
+    shape = (7, 7, 3) if data_format == "channels_last" else (3, 7, 7)
+    conv = dict(padding="same", data_format=data_format)
+    inputs = keras.Input(shape)
+    x = keras.layers.Conv2D(8, 3, name="a", **conv)(inputs)
+    x = keras.layers.Conv2D(6, 3, groups=2, activation="relu", name="grouped", **conv)(x)
+    x = keras.layers.Conv2D(4, 1, name="b", **conv)(x)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D(data_format=data_format)(x))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).normal(size=(2, *shape)).astype("float32")
+    spectral = spectralize(model)
+    assert spectral.get_layer("grouped").groups == 2
+    np.testing.assert_allclose(ops.convert_to_numpy(spectral(x)), ops.convert_to_numpy(model(x)), atol=1e-5)
+    spectral = randomized(model)
+    groups = by_name(spectral)
+    assert groups["a"].size == 4 and groups["a"].consumers[0][1].tolist() == [[0, 4], [1, 5], [2, 6], [3, 7]]
+    assert groups["grouped"].size == 3 and groups["grouped"].produced[0][1].tolist() == [[0, 3], [1, 4], [2, 5]]
+    small = assert_compacts_exactly(spectral, x=x)
+    grouped = small.get_layer("grouped")
+    assert grouped.groups == 2 and grouped.filters == 4 and grouped.kernel.shape == (3, 3, 2, 4)
+
+
 def test_separable_convolutions_convert_exactly_and_prune():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((9, 9, 3))

@@ -333,6 +333,19 @@ def node_groups(model):
             activation = rules.activation_reason(layer)
             if activation:
                 reasons[source].append(f"'{layer.name}': {activation}")
+            tied_in, tied_out = rule.ties(call, graph)
+            for tie in tied_in:  # input features removed together (a grouped convolution)
+                ids = layout(call.inputs[0]).ids[tie]
+                present = ids[ids >= 0]
+                if 0 < len(present) < len(tie):
+                    for s in sources(present):
+                        note(s, f"is read by '{layer.name}', a grouped convolution, beside features of a "
+                             "non-prunable source in its other groups")
+                for other in present[1:]:
+                    nodes.union(other, present[0])
+            for tie in tied_out:
+                for other in tie[1:]:
+                    nodes.union(bases[source] + other, bases[source] + tie[0])
             layouts[out] = _Layout(bases[source] + np.arange(size), rule.output_first(call, graph, first))
         elif role in (rules.PER_FEATURE, rules.RELAY):
             read(call.inputs[0], "pass", layer)

@@ -95,6 +95,12 @@ class Rule:
         """Whether `layer` makes new features (a group's producer)."""
         return False
 
+    def ties(self, call, graph):
+        """`(inputs, outputs)`: lists of index arrays of input features, and of output
+        features (producers), that must be removed together (a grouped convolution's
+        same positions in every group). Default: none."""
+        return [], []
+
     def slice(self, layer, keep_in, keep_out, input_shape, bias):
         return None
 

@@ -7,8 +7,9 @@ DepthwiseConv1D/2D, SeparableConv1D/2D and their spectral counterparts.
   (`depth_multiplier`, or `filters / groups`), channel `i` becomes outputs `i·m … i·m+m−1`.
 - A separable convolution is a depthwise step and a pointwise convolution: it reads
   channels and produces new ones, like an ungrouped convolution.
-- A grouped convolution with `1 < groups < channels` is opaque (its groups would have to
-  lose the same positions each).
+- A grouped convolution with `1 < groups < channels` produces channels and reads its
+  input channels, tied group-wise: the same positions are removed in every group (as in
+  Torch-Pruning), so the groups stay equal.
 """
 
 import keras
@@ -57,6 +58,25 @@ def _narrower(layer, filters, input_shape, bias, **overrides):
     return new
 
 
+def _group_width(layer):
+    """Input channels per group of a convolution (its kernel's input rows)."""
+    kernel = layer.eigenvectors if hasattr(layer, "eigenvalues_in") else layer.kernel
+    return kernel.shape[-2]
+
+
+def _local_rows(layer, keep_in):
+    """The kernel rows that the kept input channels `keep_in` keep: the channels
+    themselves, or with groups their positions in a group (the same in every group, as
+    the groups' ties make them)."""
+    groups = getattr(layer, "groups", 1)
+    if groups == 1:
+        return keep_in
+    local = np.asarray(keep_in)[np.asarray(keep_in) < _group_width(layer)]
+    if len(keep_in) != groups * len(local):
+        raise ValueError(f"Layer '{layer.name}' would keep different channels in its {groups} groups.")
+    return local
+
+
 class ConvolutionRule(Produce):
     """Conv1D/2D/3D. Ungrouped: a producer; depthwise-grouped (`groups` equal to the
     input channels): channel by channel; otherwise opaque."""
@@ -72,7 +92,17 @@ class ConvolutionRule(Produce):
         return None
 
     def produces(self, layer):
-        return getattr(layer, "groups", 1) == 1
+        groups = getattr(layer, "groups", 1)
+        return groups == 1 or _group_width(layer) > 1
+
+    def ties(self, call, graph):
+        layer = call.layer
+        groups = getattr(layer, "groups", 1)
+        if groups == 1 or not self.produces(layer):
+            return [], []
+        width, outputs = _group_width(layer), layer.filters // groups
+        return ([np.arange(j, width * groups, width) for j in range(width)],
+                [np.arange(o, layer.filters, outputs) for o in range(outputs)])
 
     def width(self, layer):
         return layer.filters
@@ -82,26 +112,23 @@ class ConvolutionRule(Produce):
         if reason:
             return OPAQUE, reason
         groups = getattr(call.layer, "groups", 1)
-        if groups == 1:
-            return PRODUCE, None
         m = self._multiplier(call, graph)
         if m is None:
-            return OPAQUE, (f"reaches {describe(call.layer)}, a grouped convolution (groups={groups}); only "
-                            "ungrouped and depthwise (groups = input channels) convolutions pass channels")
+            return PRODUCE, None
         return (PER_FEATURE, None) if m == 1 else (RELAY, np.repeat(np.arange(groups), m))
 
     def output_first(self, call, graph, first):
         return data_format_first(call.layer)
 
     def slice(self, layer, keep_in, keep_out, input_shape, bias):
-        if layer.groups > 1:  # depthwise-grouped: keep_in are the kept groups
+        if not self.produces(layer):  # depthwise-grouped: keep_in are the kept groups
             outputs = _multiplied(keep_in, layer.filters // layer.groups)
             bias = numpy(layer.bias)[outputs] if layer.use_bias else None
             new = _narrower(layer, len(outputs), input_shape, bias, groups=len(keep_in))
             new.kernel.assign(numpy(layer.kernel)[..., outputs])
             return new
         new = _narrower(layer, len(keep_out), input_shape, bias)
-        new.kernel.assign(numpy(layer.kernel)[..., keep_in, :][..., keep_out])
+        new.kernel.assign(numpy(layer.kernel)[..., _local_rows(layer, keep_in), :][..., keep_out])
         return new
 
     def multiply_adds(self, call, graph):
@@ -122,7 +149,7 @@ class SpectralConvolutionRule(ConvolutionRule):
         new.eigenvectors_initializer = "zeros"  # assigned below; no random draw of the full shape
         new.build(tuple(input_shape))
         new.eigenvectors_initializer = original_initializer
-        new.eigenvectors.assign(numpy(layer.eigenvectors)[..., keep_in, :][..., keep_out])
+        new.eigenvectors.assign(numpy(layer.eigenvectors)[..., _local_rows(layer, keep_in), :][..., keep_out])
         return with_spectral_state(new, layer, keep_in, keep_out, bias)
 
 
