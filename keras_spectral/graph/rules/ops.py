@@ -24,7 +24,7 @@ from keras.src.ops import numpy as numpy_ops
 from keras_spectral.graph.rules.base import (
     COUPLE, OPAQUE, PER_FEATURE, RELAY, Join, Rule, broadcast_compatible, describe, input_rank, register_rule,
 )
-from keras_spectral.graph.rules.spatial import unit_axes_moved
+from keras_spectral.graph.rules.spatial import UnitAxesRule, unit_axes_moved
 
 UNARY = (
     "Absolute", "Negative", "Exp", "Expm1", "Log", "Log1p", "Sqrt", "Square", "Tanh", "Sin", "Cos", "Sign",
@@ -168,29 +168,28 @@ def _original(operation):
     return operation._inbound_nodes[0].arguments.keras_tensors[0].shape[-1]
 
 
+def _split_parts(operation, features):
+    """The feature indices of each output of `ops.split` over `features` features."""
+    sections = operation.indices_or_sections
+    cuts = (np.arange(1, sections) * (features // sections) if isinstance(sections, (int, np.integer))
+            else np.asarray(sections))
+    return np.split(np.arange(features), cuts)
+
+
 class SplitRule(Rule):
     """`ops.split` of the last (feature) axis: each output selects features; other axes
     move positions (per feature)."""
 
-    def _parts(self, call, graph):
-        operation, rank = call.layer, input_rank(call, graph)
-        features = _features(call, graph)
-        sections = operation.indices_or_sections
-        cuts = (np.arange(1, sections) * (features // sections) if isinstance(sections, (int, np.integer))
-                else np.asarray(sections))
-        return np.split(np.arange(features), cuts), operation.axis % rank == rank - 1
-
     def flow(self, call, graph, first):
-        rank = input_rank(call, graph)
-        if call.layer.axis % rank == 0:
+        rank, features = input_rank(call, graph), _features(call, graph)
+        axis = call.layer.axis % rank
+        if axis == 0:
             return OPAQUE, f"reaches {describe(call.layer)}, which splits the batch"
-        parts, on_features = self._parts(call, graph)
-        if not on_features:
-            feature_axis = 1 if first and rank > 2 else rank - 1
-            if call.layer.axis % rank == feature_axis:
-                return OPAQUE, f"reaches {describe(call.layer)}, which splits channels-first features"
-            return RELAY, [np.arange(_features(call, graph))] * len(call.outputs)
-        return RELAY, parts
+        if axis == rank - 1:
+            return RELAY, _split_parts(call.layer, features)
+        if first and rank > 2 and axis == 1:
+            return OPAQUE, f"reaches {describe(call.layer)}, which splits channels-first features"
+        return RELAY, [np.arange(features)] * len(call.outputs)
 
     def slices(self, call):
         rank = len(call.node.arguments.keras_tensors[0].shape)
@@ -198,39 +197,24 @@ class SplitRule(Rule):
 
     def slice(self, layer, keep_in, keep_out, input_shape, bias):
         """One `ops.take` of the kept features per part."""
-        rank = len(input_shape)
-        features = _original(layer)
-        sections = layer.indices_or_sections
-        cuts = (np.arange(1, sections) * (features // sections) if isinstance(sections, (int, np.integer))
-                else np.asarray(sections))
-        parts = np.split(np.arange(features), cuts)
+        parts = _split_parts(layer, _original(layer))
 
         def call(x):
-            return [ops.take(x, np.flatnonzero(np.isin(keep_in, part)), axis=rank - 1) for part in parts]
+            return [ops.take(x, np.flatnonzero(np.isin(keep_in, part)), axis=-1) for part in parts]
 
         return call
 
 
-class ConcatenateOpRule(Join):
-    """`ops.concatenate` on the feature axis."""
-
-
-class ReshapeOpRule(Rule):
-    """`ops.expand_dims`, `ops.squeeze`, and `ops.reshape` to a shape whose feature entry
-    is -1: features kept when only axes of size 1 move (the call is made again as it is,
-    so a reshape must not fix the feature count)."""
+class ReshapeOpRule(UnitAxesRule):
+    """`ops.reshape` to a shape whose feature entry is -1 (the call is made again as it
+    is, so it must not fix the feature count)."""
 
     def flow(self, call, graph, first):
         ok, detail = unit_axes_moved(call, graph, first)
-        if ok and type(call.layer).__name__ == "Reshape":
-            target = list(getattr(call.layer, "newshape", None) or [])
-            if len(target) < 2 or target[1 if detail else -1] != -1:
-                ok, detail = False, "its target shape fixes the number of features (use -1 there)"
-        return (PER_FEATURE, None) if ok else (OPAQUE, f"reaches {describe(call.layer)}: {detail}")
-
-    def output_first(self, call, graph, first):
-        ok, detail = unit_axes_moved(call, graph, first)
-        return detail if ok else first
+        target = list(call.layer.newshape)
+        if ok and (len(target) < 2 or target[1 if detail else -1] != -1):
+            return OPAQUE, f"reaches {describe(call.layer)}: its target shape fixes the number of features (use -1 there)"
+        return super().flow(call, graph, first)
 
 
 def _operation(name):
@@ -244,7 +228,7 @@ for _name in UNARY + BINARY:
     if _operation(_name) is not None:
         register_rule(_operation(_name), ElementwiseOpRule())
 for _name, _rule in (("Pad", PadRule()), ("GetItem", GetItemRule()), ("Split", SplitRule()),
-                     ("Concatenate", ConcatenateOpRule()), ("Reshape", ReshapeOpRule()),
-                     ("ExpandDims", ReshapeOpRule()), ("Squeeze", ReshapeOpRule())):
+                     ("Concatenate", Join()), ("Reshape", ReshapeOpRule()),
+                     ("ExpandDims", UnitAxesRule()), ("Squeeze", UnitAxesRule())):
     if _operation(_name) is not None:
         register_rule(_operation(_name), _rule)

@@ -82,8 +82,9 @@ def unit_axes_moved(call, graph, first):
     return False, f"it moves the features of {before} off the first and last axes of {after}"
 
 
-class ReshapeRule(Rule):
-    """Reshape: features kept where only axes of size 1 are added or removed."""
+class UnitAxesRule(Rule):
+    """A reshape-like layer or operation: features kept where only axes of size 1 are
+    added or removed."""
 
     def flow(self, call, graph, first):
         ok, detail = unit_axes_moved(call, graph, first)
@@ -92,6 +93,10 @@ class ReshapeRule(Rule):
     def output_first(self, call, graph, first):
         ok, detail = unit_axes_moved(call, graph, first)
         return detail if ok else first
+
+
+class ReshapeRule(UnitAxesRule):
+    """Reshape: its target shape follows the kept features."""
 
     def slice(self, layer, keep_in, keep_out, input_shape, bias):
         """The target shape with its feature entry (last, else first) set to the kept count."""
