@@ -162,7 +162,8 @@ def compact(model, eigenvectors=None, drop_inputs=False):
 
     Returns:
         A new model of the same graph: a `keras.Sequential` for a flat Sequential input,
-        else a functional `keras.Model` (nested models expanded). The input model is not
+        else a functional `keras.Model` (nested models expanded), compiled like the input
+        model where it was compiled (fresh optimizer state). The input model is not
         modified.
 
     Example:
@@ -255,6 +256,8 @@ def compact(model, eigenvectors=None, drop_inputs=False):
     for layer, new in copies:
         if layer.weights:
             new.set_weights(layer.get_weights())
+    if model.compiled:  # as keras.models.clone_model does: same loss, metrics, optimizer config
+        small.compile_from_config(model.get_compile_config())
     return small
 
 

@@ -220,3 +220,13 @@ def test_a_model_that_takes_the_log_of_its_input_compacts():
 def test_removal_curves_given_one_point_as_numbers_says_sequences():
     with pytest.raises(ValueError, match=r"two sequences of the same length.*\(\[0.5\], \[0.97\]\)"):
         plots.removal_curves({"spectral": (0.5, 0.97)})
+
+
+def test_compact_keeps_the_compile_state():
+    model = _mlp()
+    model.compile(keras.optimizers.Adam(1e-3), "mse", metrics=["mae"])
+    prune_nodes(model, fraction=0.5)
+    small = compact(model)
+    assert small.compiled and small.get_compile_config() == model.get_compile_config()
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
+    assert np.isfinite(small.evaluate(x, np.zeros((4, 2), "float32"), verbose=0)).all()
