@@ -139,9 +139,31 @@ def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"
             plan.append(order[:target][a[order[:target]]])
     else:
         plan = _global_plan(groups, alive, scores, fraction)
+    if fraction is not None:
+        _warn_about_ties(groups, alive, scores, plan, score)
     for g, nodes in zip(groups, plan):
         g.remove(nodes)
     return node_sparsity(model, every)
+
+
+def _warn_about_ties(groups, alive, scores, plan, score):
+    """Warn where the nodes removed tie with nodes kept, so index order chose between them
+    (every score of a group is equal right after `spectralize`: λ_in = 1, λ_out = 0)."""
+    tied = []
+    for g, a, s, nodes in zip(groups, alive, scores, plan):
+        kept = a.copy()
+        kept[nodes] = False
+        if len(nodes) and kept.any() and np.max(s[nodes]) >= np.min(s[kept]):
+            tied.append(f"'{g.name}'")
+    if tied:
+        warnings.warn(
+            f"prune_nodes(score={score!r}): in node group(s) {', '.join(tied)} the nodes removed score the "
+            "same as nodes kept, so the order of the nodes chose between them. Right after "
+            "keras_spectral.spectralize every eigenvalue score is equal: train the eigenvalues first "
+            "(EigenvaluePruning during fit removes nodes as they learn), or rank by weights (score='l1').",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _global_plan(groups, alive, scores, fraction):

@@ -1,6 +1,8 @@
 """Reliability, round 3 (issue #34): conversion, node groups and compaction on graphs. Each
 test is one defect found by the sweep; each failed before its fix."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -230,3 +232,17 @@ def test_compact_keeps_the_compile_state():
     assert small.compiled and small.get_compile_config() == model.get_compile_config()
     x = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
     assert np.isfinite(small.evaluate(x, np.zeros((4, 2), "float32"), verbose=0)).all()
+
+
+def test_pruning_a_freshly_converted_model_warns_that_scores_tie():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,))
+    h = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    model = spectralize(keras.Model(inputs, keras.layers.Dense(2)(h)))
+    with pytest.warns(UserWarning, match=r"node group\(s\) 'hidden' the nodes removed score the same"):
+        prune_nodes(model, fraction=0.5)
+    randomize_eigenvalues(model, 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prune_nodes(model, fraction=0.75)
+    assert not [w for w in caught if "score the same" in str(w.message)]
