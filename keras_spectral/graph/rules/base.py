@@ -57,8 +57,11 @@ class Rule:
 
     Methods (each takes the layer, or its `call` in a `ModelGraph`):
         flow(call, graph, first): `(role, detail)`: `detail` is the reason of an
-            `OPAQUE` role, the index array of a `RELAY`, else None. `first`: whether the
-            call's first input has its features on axis 1.
+            `OPAQUE` role, the index array of a `RELAY` (a list of them, one per output,
+            for a split), else None. `first`: whether the call's first input has its
+            features on axis 1.
+        produces(layer), ties(call, graph): whether the layer makes new features, and
+            which of its input and output features go together (see `ties`).
         output_first(call, graph, first): whether the output's features are on axis 1.
         feature_axis(layer): the axis of the layer's input that its per-feature weights
             index (default: 1 for `data_format="channels_first"`, else -1).
