@@ -9,7 +9,7 @@
 50/70/80/90/95 % of the hidden nodes for
   - dense_l1: Dense network, nodes ranked by incoming L1 norm, removed after training;
   - spectral_post: SpectralDense with both eigenvalue sets and φ trained, nodes ranked by
-    eigenvalue (every score in `keras_spectral.pruning.SCORES`), removed after training;
+    eigenvalue (every score in `STUDIED_SCORES`), removed after training;
   - spectral_filter: eigenvalues-only training, nodes ranked by eigenvalue and removed,
     then the compact network retrained with trainable eigenvectors (the "alternate"
     mode of Buffoni et al.) for `--retrain-epochs` epochs (cheap: the network is small).
@@ -43,7 +43,6 @@ from harness.baselines import (
 )
 from keras_spectral.layers import SpectralDense
 from keras_spectral.models import build_mlp
-from keras_spectral.pruning import SCORES
 from harness.results import ResultsFile
 from keras_spectral.weight_sparsity import MagnitudeSparsity
 
@@ -55,6 +54,9 @@ NODE_METHODS = ("dense_l1", "spectral_post", "spectral_filter")
 WEIGHT_METHODS = ("dense_percentile", "spectral_percentile", "tfmot")
 DEFAULT_RESULTS = os.path.join("results", "sparsity.jsonl")
 HIDDEN = 500
+# The node scores this study compared (results/sparsity.jsonl); keras_spectral.importance
+# has more since (l2, bn, random), which its MLPs without BatchNormalization cannot all use.
+STUDIED_SCORES = ("in", "out", "sum", "product", "l1")
 BATCH = 200
 
 
@@ -86,7 +88,7 @@ def _post_training_curves(model, data):
     """Accuracy at each fraction removed, per score, from the same trained weights."""
     trained = model.get_weights()
     curves = {}
-    for score in SCORES:
+    for score in STUDIED_SCORES:
         model.set_weights(trained)
         curves[score] = {"0.0": accuracy(model, data)}
         for fraction in FRACTIONS:
@@ -124,7 +126,7 @@ def run_scope(data, epochs):
     trained = model.get_weights()
     curves = {}
     for scope in ("layer", "global"):
-        for score in SCORES:
+        for score in STUDIED_SCORES:
             model.set_weights(trained)
             curve = curves.setdefault(scope, {}).setdefault(score, {"0.0": accuracy(model, data)})
             for fraction in FRACTIONS:
@@ -201,7 +203,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=None, help="default: 5 (nodes), 3 (weights)")
     parser.add_argument("--retrain-epochs", type=int, default=15, help="nodes: retraining after the filter")
-    parser.add_argument("--score", default="sum", choices=SCORES, help="node score for the main curves")
+    parser.add_argument("--score", default="sum", choices=STUDIED_SCORES, help="node score for the main curves")
     parser.add_argument("--results", default=DEFAULT_RESULTS)
     parser.add_argument("--out", default="docs", help="report: where the tables and plots go")
     args = parser.parse_args(argv)

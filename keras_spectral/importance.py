@@ -15,10 +15,17 @@ rows) in the layers that read it; summed over a coupled group's producers and re
   producers; a convolution's whole filter: L1-norm filter pruning, Li et al. 2017; a
   separable convolution's pointwise kernel), the classic magnitude criterion, for
   comparison; works with plain producers too.
+- `"l2"`: the L2 norm of the node's incoming weights over all its producers (the group
+  norm of DepGraph, Fang et al. 2023, on the producing side).
+- `"bn"`: `Σ |γ|` of the BatchNormalization layers the node passes (network slimming,
+  Liu et al. 2017); for groups that pass a BatchNormalization with a scale.
+- `"random"`: uniform random scores from NumPy's global generator (seeded by
+  `keras.utils.set_random_seed`): the control every pruning comparison needs.
 
 The default was chosen by experiment (`benchmarks/sparsity.py nodes`; `docs/sparsity.md`).
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -26,7 +33,8 @@ from keras_spectral.graph.groups import node_sums
 from keras_spectral.graph.rules import rule_for
 from keras_spectral.spectral_layers import is_spectral
 
-SCORES = ("in", "out", "sum", "product", "l1")
+SCORES = ("in", "out", "sum", "product", "l1", "l2", "bn", "random")
+WEIGHT_SCORES = ("l1", "l2", "random")  # scores that need no spectral layer
 
 
 class NonFiniteScoresError(ValueError):
@@ -44,8 +52,10 @@ def _needs(score):
 
 def can_score(group, score):
     """Whether `score` can rank `group`: the layers it reads must be spectral."""
-    if score == "l1":
+    if score in WEIGHT_SCORES:
         return True
+    if score == "bn":
+        return bool(_batch_norms(group))
     needs_out, needs_in = _needs(score)
     return (not needs_out or all(is_spectral(p) for p in group.producers)) and (
         not needs_in or (group.consumers and all(is_spectral(c) for c, _ in group.consumers))
@@ -55,7 +65,13 @@ def can_score(group, score):
 def scores(group, score):
     """The `score` of each node of `group`, a float64 array of `group.size`."""
     if score == "l1":
-        return sum(node_sums(_incoming_l1(p), rows) for p, rows in group.produced)
+        return sum(node_sums(_incoming(p, np.abs), rows) for p, rows in group.produced)
+    if score == "l2":
+        return np.sqrt(sum(node_sums(_incoming(p, np.square), rows) for p, rows in group.produced))
+    if score == "bn":
+        return sum(node_sums(np.abs(_values(bn.gamma)), rows) for bn, rows in _batch_norms(group))
+    if score == "random":
+        return np.random.random(group.size)
     needs_out, needs_in = _needs(score)
     lam_out = sum(node_sums(np.abs(_values(p.eigenvalues_out)), rows) for p, rows in group.produced) if needs_out else None
     lam_in = (
@@ -70,10 +86,17 @@ def scores(group, score):
     return lam_out + lam_in if score == "sum" else lam_out * lam_in
 
 
-def _incoming_l1(layer):
-    """The L1 norm of each output feature's incoming weights (kernel column, or filter)."""
-    kernel = np.abs(_values(rule_for(layer).kernel(layer)))
+def _incoming(layer, magnitude):
+    """`Σ magnitude(w)` over each output feature's incoming weights (kernel column, or
+    a convolution's filter)."""
+    kernel = magnitude(_values(rule_for(layer).kernel(layer)))
     return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+
+
+def _batch_norms(group):
+    """`(layer, rows)` of the BatchNormalization layers with a scale that the group passes."""
+    return [(layer, rows) for layer, rows in group.passes
+            if isinstance(layer, keras.layers.BatchNormalization) and getattr(layer, "gamma", None) is not None]
 
 
 def finite_scores(group, score):
@@ -84,7 +107,7 @@ def finite_scores(group, score):
     if bad.any():
         raise NonFiniteScoresError(
             f"Node group '{group.name}' has {int(bad.sum())} node(s) with non-finite "
-            f"{'weights' if score == 'l1' else 'eigenvalues'} (NaN or inf; read from {[layer.name for layer in group.layers]} with score="
+            f"{'eigenvalues' if score in ('in', 'out', 'sum', 'product') else 'weights'} (NaN or inf; read from {[layer.name for layer in group.layers]} with score="
             f"{score!r}), so its nodes cannot be ranked; nothing was pruned. The training has "
             "probably diverged: lower the learning rate, or stop such runs with "
             "keras.callbacks.TerminateOnNaN."

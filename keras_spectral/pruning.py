@@ -71,13 +71,15 @@ def node_sparsity(model, groups=None):
 def prunable_groups(model, score, groups=None):
     """The prunable node groups that `score` can rank: those whose layers it reads are
     spectral (`"out"`: the producers, `"in"`: the readers, `"sum"`/`"product"`:
-    both; `"l1"`: any). `groups`: those of `removable_groups(model)`, if already read."""
+    both; `"l1"`, `"l2"`, `"random"`: any; `"bn"`: groups that pass a
+    BatchNormalization). `groups`: those of `removable_groups(model)`, if already read."""
     check_choice("score", score, SCORES)
     groups = [g for g in (groups or removable_groups(model)) if importance.can_score(g, score)]
     if not groups:
         raise ValueError(
             f"No node group of model '{model.name}' can be scored with score={score!r}: "
-            "it needs spectral layers on the sides it reads (see `SCORES`)."
+            "it needs spectral layers on the sides it reads, or for score='bn' a BatchNormalization "
+            "after the producers (see `keras_spectral.importance`)."
         )
     return groups
 

@@ -246,3 +246,27 @@ def test_pruning_a_freshly_converted_model_warns_that_scores_tie():
         warnings.simplefilter("always")
         prune_nodes(model, fraction=0.75)
     assert not [w for w in caught if "score the same" in str(w.message)]
+
+
+def test_conventional_criteria_against_hand_computed_scores():
+    from keras_spectral import importance
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 1, name="reader")(x)))
+    model = spectralize(keras.Model(inputs, outputs))
+    model.get_layer("bn").gamma.assign(np.array([0.5, -2.0, 1.0, 0.1], "float32"))
+    group = by_name(model)["conv"]
+    kernel = numpy(model.get_layer("conv").kernel).reshape(-1, 4)
+    np.testing.assert_allclose(importance.scores(group, "l1"), np.abs(kernel).sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(importance.scores(group, "l2"), np.sqrt((kernel ** 2).sum(axis=0)), rtol=1e-6)
+    np.testing.assert_allclose(importance.scores(group, "bn"), [0.5, 2.0, 1.0, 0.1], rtol=1e-6)
+    np.random.seed(3)
+    first = importance.scores(group, "random")
+    np.random.seed(3)
+    np.testing.assert_array_equal(importance.scores(group, "random"), first)
+    prune_nodes(model, fraction=0.5, score="bn")
+    assert np.flatnonzero(~group.active()).tolist() == [0, 3]
+    assert not importance.can_score(by_name(model)["reader"], "bn")
