@@ -16,8 +16,9 @@ from keras_spectral.validation import check_bool
 
 
 def _bias(layer):
-    bias = rule_for(layer).bias(layer)
-    return numpy(bias) if bias is not None else np.zeros(rule_for(layer).width(layer))
+    rule = rule_for(layer)
+    bias = rule.bias(layer)
+    return numpy(bias) if bias is not None else np.zeros(rule.width(layer))
 
 
 def _feature_count(graph, call):
@@ -70,14 +71,14 @@ def _reader_inputs(graph, removed_in):
     readers = [c for c in graph.calls if rule_for(c.layer).produces(c.layer) and id(c.layer) in removed_in]
     if not readers:
         return {}
-    shapes = [graph.tensors[key].shape for key in graph.inputs]
-    variable = any(d is None for shape in shapes for d in shape[1:])
+    inputs = [graph.tensors[key] for key in graph.inputs]
+    variable = any(d is None for t in inputs for d in t.shape[1:])
     failure = None
     for sizes in PROBE_SIZES if variable else ((1,),):
         for value in PROBE_VALUES:
             try:
-                runs = [graph.run([ops.full([1] + [size if d is None else d for d in shape[1:]], value, dtype=t.dtype)
-                                   for shape, t in zip(shapes, (graph.tensors[k] for k in graph.inputs))])
+                runs = [graph.run([ops.full([1] + [size if d is None else d for d in t.shape[1:]], value, dtype=t.dtype)
+                                   for t in inputs])
                         for size in sizes]
             except Exception as error:  # noqa: BLE001 - a probe size the model cannot take: try larger
                 failure = error

@@ -1,5 +1,7 @@
+import contextlib
 import os
 
+import numpy as np
 import pytest
 
 from keras_spectral import datasets
@@ -15,3 +17,20 @@ def data_dir():
             pytest.fail(f"${datasets.ENV_VAR} must point at the prepared data sets in CI")
         pytest.skip(f"${datasets.ENV_VAR} is not set to a prepared data directory")
     return path
+
+
+@pytest.fixture
+def unchanged():
+    """`with unchanged(model): ...`: the block leaves the model's weights as they were (a
+    refused call changes nothing)."""
+
+    @contextlib.contextmanager
+    def check(model):
+        before = [w.copy() for w in model.get_weights()]
+        yield
+        after = model.get_weights()
+        assert len(after) == len(before)
+        for a, b in zip(before, after):
+            np.testing.assert_array_equal(a, b)
+
+    return check

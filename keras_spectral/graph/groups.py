@@ -152,45 +152,50 @@ class NodeGroup:
         """Every layer of the group: producers, consumers, then per-feature layers."""
         return list(self.producers) + [c for c, _ in self.consumers] + [p for p, _ in self.passes]
 
+    def _holders(self):
+        """`(layer, side, rows)` for every producer (`"out"`) and reader (`"in"`)."""
+        return [(p, "out", rows) for p, rows in self.produced] + [(c, "in", rows) for c, rows in self.consumers]
+
+    @staticmethod
+    def _present(layer, side, rows):
+        """Per node: `(held, unmasked)`: whether `layer` holds the node, and whether any of
+        its entries is unmasked there (always, for a layer without masks)."""
+        held = (rows >= 0).any(axis=1)
+        if not is_spectral(layer):
+            return held, held
+        return held, node_sums(_values(getattr(layer, f"eigenvalues_{side}_mask")) != 0, rows) > 0
+
     def active(self):
         """Boolean array: which nodes are still present (not masked on either side; a node
         read at several features is present while any of them is)."""
         alive = np.ones(self.size, dtype=bool)
-        holders = [(p, "out", rows) for p, rows in self.produced] + [(c, "in", rows) for c, rows in self.consumers]
-        for layer, side, rows in holders:
-            if is_spectral(layer):  # a node is present while any of its entries is unmasked
-                present = node_sums(_values(getattr(layer, f"eigenvalues_{side}_mask")) != 0, rows) > 0
-                alive &= present | ~(rows >= 0).any(axis=1)
+        for layer, side, rows in self._holders():
+            held, unmasked = self._present(layer, side, rows)
+            alive &= unmasked | ~held
         return alive
 
-    def _masked_side(self, holders):
-        """Per node: whether every layer of `holders` (`(layer, rows)`) that holds it masks
-        it, and at least one does (a layer without masks never does)."""
+    def _masked_side(self, side):
+        """Per node: whether every layer on `side` that holds it masks it, and one does."""
         masked, held_any = np.ones(self.size, dtype=bool), np.zeros(self.size, dtype=bool)
-        for layer, rows in holders:
-            held = (rows >= 0).any(axis=1)
-            held_any |= held
-            side = "out" if any(layer is p for p in self.producers) else "in"
-            alive = (node_sums(_values(getattr(layer, f"eigenvalues_{side}_mask")) != 0, rows) > 0
-                     if is_spectral(layer) else held)
-            masked &= ~(held & alive)
+        for layer, layer_side, rows in self._holders():
+            if layer_side == side:
+                held, unmasked = self._present(layer, side, rows)
+                held_any |= held
+                masked &= ~(held & unmasked)
         return masked & held_any
 
     def check_masks(self):
         """Refuse nodes masked in some layers but neither in every producer nor in every
         reader (masks set by hand on one reader of several): whether they are removed is
         ambiguous."""
-        unclear = ~self.active() & ~self._masked_side(self.produced) & ~self._masked_side(self.consumers)
+        unclear = ~self.active() & ~self._masked_side("out") & ~self._masked_side("in")
         if unclear.any():
             node = int(np.flatnonzero(unclear)[0])
             masked, kept = [], []
-            for layer, side, rows in [(p, "out", r) for p, r in self.produced] + [(c, "in", r) for c, r in self.consumers]:
-                entries = rows[node][rows[node] >= 0]
-                if len(entries) and is_spectral(layer):
-                    values = _values(getattr(layer, f"eigenvalues_{side}_mask"))[entries]
-                    (masked if not values.any() else kept).append(f"'{layer.name}'")
-                elif len(entries):
-                    kept.append(f"'{layer.name}'")
+            for layer, side, rows in self._holders():
+                held, unmasked = self._present(layer, side, rows)
+                if held[node]:
+                    (kept if unmasked[node] else masked).append(f"'{layer.name}'")
             raise ValueError(
                 f"Node group '{self.name}': node {node} (of {int(unclear.sum())} such) is masked in "
                 f"{', '.join(masked)} but still produced or read by {', '.join(kept)}, so whether it is removed "

@@ -20,7 +20,7 @@ from keras_spectral.convolutional import _SpectralConv
 from keras_spectral.graph.rules.base import (
     OPAQUE, PER_FEATURE, PRODUCE, RELAY, Produce, Rule, data_format_first, describe, input_rank, register_rule,
 )
-from keras_spectral.graph.rules.weights import numpy, with_spectral_state
+from keras_spectral.graph.rules.weights import build_with_eigenvectors, numpy, with_spectral_state
 from keras_spectral.separable import _SpectralSeparableConv
 
 
@@ -145,10 +145,7 @@ class SpectralConvolutionRule(ConvolutionRule):
 
     def slice(self, layer, keep_in, keep_out, input_shape, bias):
         new = clone_layer(layer, filters=len(keep_out), use_bias=bias is not None)
-        original_initializer = new.eigenvectors_initializer
-        new.eigenvectors_initializer = "zeros"  # assigned below; no random draw of the full shape
-        new.build(tuple(input_shape))
-        new.eigenvectors_initializer = original_initializer
+        build_with_eigenvectors(new, input_shape, "zeros")
         new.eigenvectors.assign(numpy(layer.eigenvectors)[..., _local_rows(layer, keep_in), :][..., keep_out])
         return with_spectral_state(new, layer, keep_in, keep_out, bias)
 
@@ -219,10 +216,7 @@ class SpectralSeparableRule(SeparableRule):
 
     def slice(self, layer, keep_in, keep_out, input_shape, bias):
         new = clone_layer(layer, filters=len(keep_out), use_bias=bias is not None)
-        original_initializer = new.eigenvectors_initializer
-        new.eigenvectors_initializer = "zeros"  # assigned below
-        new.build(tuple(input_shape))
-        new.eigenvectors_initializer = original_initializer
+        build_with_eigenvectors(new, input_shape, "zeros")
         rows = _multiplied(keep_in, layer.depth_multiplier)
         new.depthwise_kernel.assign(numpy(layer.depthwise_kernel)[..., keep_in, :])
         new.eigenvectors.assign(numpy(layer.eigenvectors)[..., rows, :][..., keep_out])

@@ -7,7 +7,7 @@ from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral.cloning import clone_layer
 from keras_spectral.eigenvectors import _constant
 from keras_spectral.graph.rules.base import OPAQUE, PRODUCE, Produce, describe, input_rank, register_rule
-from keras_spectral.graph.rules.weights import numpy, with_spectral_state
+from keras_spectral.graph.rules.weights import build_with_eigenvectors, numpy, with_spectral_state
 from keras_spectral.layers import SpectralDense
 
 
@@ -65,11 +65,9 @@ class SpectralDenseRule(DenseRule):
             eigenvector_seed=None,
             use_bias=bias is not None,
         )
-        original_initializer = new.eigenvectors_initializer
         # The decomposed modes factor whatever φᵀ the initializer gives: start from the kept block.
-        new.eigenvectors_initializer = _constant(numpy(layer.eigenvectors)[np.ix_(keep_in, keep_out)])
-        new.build(tuple(input_shape[:-1]) + (n_in,))
-        new.eigenvectors_initializer = original_initializer
+        block = _constant(numpy(layer.eigenvectors)[np.ix_(keep_in, keep_out)])
+        build_with_eigenvectors(new, tuple(input_shape[:-1]) + (n_in,), block)
         return with_spectral_state(new, layer, keep_in, keep_out, bias)
 
 

@@ -21,6 +21,17 @@ def with_spectral_state(new, layer, keep_in, keep_out, bias):
     return new
 
 
+def build_with_eigenvectors(new, input_shape, initializer):
+    """Build the spectral layer `new` with φ drawn by `initializer` (the kept block, or
+    zeros to assign after: no random draw of the full shape), keeping its own initializer
+    in its config."""
+    original = new.eigenvectors_initializer
+    new.eigenvectors_initializer = initializer
+    new.build(tuple(input_shape))
+    new.eigenvectors_initializer = original
+    return new
+
+
 def assign_sliced(new, layer, names, index, axis=-1):
     """Assign to each weight `name` of `new` the entries `index` (on `axis`) of `layer`'s."""
     for name in names:
