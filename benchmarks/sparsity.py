@@ -130,7 +130,7 @@ def run_scope(data, epochs):
             model.set_weights(trained)
             curve = curves.setdefault(scope, {}).setdefault(score, {"0.0": accuracy(model, data)})
             for fraction in FRACTIONS:
-                prune_nodes(model, fraction=fraction, score=score, scope=scope)
+                prune_nodes(model, fraction=fraction, score=score, scope=scope, normalizer=None)  # raw scores, as recorded
                 curve[str(fraction)] = accuracy(model, data)
     return {"accuracy_by_scope": curves}
 

@@ -43,10 +43,7 @@ def prune_while_fine_tuning(model, data, sparsity, epochs, batch):
 
     (x, y), (xt, yt) = data
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    steps = epochs * int(np.ceil(len(x) / batch))
-    end = max(1, int(0.6 * steps))
-    pruning = EigenvaluePruning(PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end,
-                                                frequency=max(1, end // 20)))
+    pruning = EigenvaluePruning(PolynomialDecay(0.0, sparsity, begin_epoch=0, end_epoch=0.6 * epochs))
     model.fit(x, y, batch_size=batch, epochs=epochs, callbacks=[pruning], verbose=2)
     print(f"pruned while fine-tuning: test accuracy {model.evaluate(xt, yt, verbose=0)[1]:.4f}")
 

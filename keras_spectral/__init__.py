@@ -5,9 +5,14 @@ from keras_spectral.compaction import compact
 from keras_spectral.conversion import spectralize
 from keras_spectral.convolutional import SpectralConv1D, SpectralConv2D, SpectralConv3D
 from keras_spectral.export import collapse
-from keras_spectral.graph import multiply_adds, node_groups, register_rule, rules
+from keras_spectral.attention import SpectralMultiHeadAttention
+from keras_spectral.budgets import BudgetError
+from keras_spectral.graph import ModelCost, model_cost, multiply_adds, node_groups, register_rule, rules
 from keras_spectral.layers import SpectralDense
-from keras_spectral.pruning import EigenvaluePruning, node_scores, node_sparsity, prune_nodes
+from keras_spectral.normalization import MaskedLayerNormalization, MaskedRMSNormalization
+from keras_spectral.callbacks import EigenvaluePruning
+from keras_spectral.pruning import node_scores, node_sparsity, prune_nodes
+from keras_spectral.report import PruningReport, pruning_report
 from keras_spectral.relevance import input_relevance, kept_inputs, rank_inputs, remove_inputs
 from keras_spectral.schedules import ConstantSparsity, PolynomialDecay
 from keras_spectral.separable import SpectralSeparableConv1D, SpectralSeparableConv2D
@@ -21,6 +26,9 @@ __all__ = [
     "SpectralConv3D",
     "SpectralSeparableConv1D",
     "SpectralSeparableConv2D",
+    "SpectralMultiHeadAttention",
+    "MaskedLayerNormalization",
+    "MaskedRMSNormalization",
     "EigenvaluePruning",
     "ConstantSparsity",
     "PolynomialDecay",
@@ -33,6 +41,11 @@ __all__ = [
     "register_rule",
     "rules",
     "multiply_adds",
+    "model_cost",
+    "ModelCost",
+    "pruning_report",
+    "PruningReport",
+    "BudgetError",
     "input_relevance",
     "rank_inputs",
     "remove_inputs",

@@ -67,4 +67,12 @@ def replace_layers(model, replace):
     for layer, new in copies:
         if layer.weights:
             new.set_weights(layer.get_weights())
-    return result
+    return compiled_like(result, model)
+
+
+def compiled_like(new, model):
+    """`new`, compiled as `model` was if it was (same loss, metrics and optimizer
+    configuration, fresh optimizer state; as `keras.models.clone_model` users do)."""
+    if getattr(model, "compiled", False) and not getattr(new, "compiled", False):
+        new.compile_from_config(model.get_compile_config())
+    return new

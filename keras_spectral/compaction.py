@@ -5,9 +5,9 @@ import numpy as np
 from keras import ops
 
 from keras_spectral import eigenvectors as eigenvector_modes
-from keras_spectral.cloning import clone_layer
+from keras_spectral.cloning import clone_layer, compiled_like
 from keras_spectral.graph import ModelGraph
-from keras_spectral.graph.groups import node_entries
+from keras_spectral.graph.groups import InnerGroup, node_entries
 from keras_spectral.graph.rules import rule_for
 from keras_spectral.graph.rules.weights import numpy
 from keras_spectral.layers import SpectralDense
@@ -32,6 +32,8 @@ def _removed_features(graph, groups):
     removed_in, removed_out = {}, {}
     inputs = {id(call.layer): call for call in graph.calls}
     for group, dead in groups:
+        if isinstance(group, InnerGroup):  # the layer's rule slices its inner nodes
+            continue
         for producer, rows in group.produced:
             flags = removed_out.setdefault(id(producer), np.zeros(rule_for(producer).width(producer), dtype=bool))
             flags[node_entries(rows, dead)] = True
@@ -202,6 +204,7 @@ def compact(model, eigenvectors=None, drop_inputs=False):
                     "change it. compact() handles node pruning without kernel_sparsity."
                 )
     removed_in, removed_out = _removed_features(graph, groups)
+    kept_inner = {id(group.layer): np.flatnonzero(~dead) for group, dead in groups if isinstance(group, InnerGroup)}
     input_shapes = None
     if drop_inputs:
         input_shapes = _drop_inputs(model, graph, removed_in)
@@ -217,6 +220,10 @@ def compact(model, eigenvectors=None, drop_inputs=False):
         gone_out = removed_out.get(id(layer))
         rule = rule_for(layer)
         change_mode = isinstance(layer, SpectralDense) and eigenvectors
+        if id(layer) in kept_inner:  # heads removed; its features stay
+            shape_args = (np.arange(0), np.arange(0), shape, None)
+            replacements[id(layer)] = _sliced(rule, layer, shape_args, keep_heads=kept_inner[id(layer)])
+            continue
         if gone_in is None and gone_out is None and not change_mode:
             replacements[id(layer)] = None  # copied as it is, weights set after the rebuild
             continue
@@ -257,19 +264,20 @@ def compact(model, eigenvectors=None, drop_inputs=False):
     for layer, new in copies:
         if layer.weights:
             new.set_weights(layer.get_weights())
-    if model.compiled:  # as keras.models.clone_model does: same loss, metrics, optimizer config
-        small.compile_from_config(model.get_compile_config())
-    return small
+    return compiled_like(small, model)
 
 
-def _sliced(rule, layer, arguments):
-    """`rule.slice(layer, *arguments)`, its failures named."""
+def _sliced(rule, layer, arguments, **inner):
+    """`rule.slice(layer, *arguments, **inner)`, its failures named (`inner`: the inner
+    nodes kept, e.g. `keep_heads`)."""
     try:
-        new = rule.slice(layer, *arguments)
+        new = rule.slice(layer, *arguments, **inner)
     except Exception as error:
+        kept = ", ".join(f"{len(v)} {k[5:]}" for k, v in inner.items()) or (
+            f"{len(arguments[0])} input and {len(arguments[1])} output features")
         raise ValueError(
             f"The pruning rule {rule!r} could not slice layer '{layer.name}' ({type(layer).__name__}) to "
-            f"{len(arguments[0])} input and {len(arguments[1])} output features: {error}"
+            f"{kept}: {error}"
         ) from error
     if new is not None and not callable(new):
         raise TypeError(

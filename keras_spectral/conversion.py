@@ -17,9 +17,11 @@ Kronecker bases and seeded φ cannot hold a given W and are refused.
 import keras
 
 from keras_spectral import eigenvectors as eigenvector_modes
+from keras_spectral.attention import SpectralMultiHeadAttention
 from keras_spectral.cloning import replace_layers
 from keras_spectral.convolutional import CONV_MODES, PADDINGS, SPECTRAL_CONVS
 from keras_spectral.layers import SpectralDense
+from keras_spectral.normalization import MASKED_NORMALIZATIONS
 from keras_spectral.separable import SPECTRAL_SEPARABLE_CONVS
 from keras_spectral.validation import check_choice
 
@@ -93,7 +95,11 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
     layers, and the chosen `Conv1D` / `Conv2D` / `Conv3D` / `SeparableConv1D` /
     `SeparableConv2D` layers spectral convolutions (`SpectralConv1D`, ...,
     `SpectralSeparableConv2D`; in the modes they have, `"trainable"` and `"frozen"`), with
-    the same outputs; every other layer (and `keras.ops` operation) is copied with its weights.
+    the same outputs; every LayerNormalization and RMSNormalization over the last axis
+    becomes a `MaskedLayerNormalization` / `MaskedRMSNormalization` (same outputs; it lets
+    a normalized stream lose features exactly), and every MultiHeadAttention a
+    `SpectralMultiHeadAttention` (one eigenvalue and mask per head, same outputs); every
+    other layer (and `keras.ops` operation) is copied with its weights.
 
     Args:
         model: A built Sequential or functional model (nested models, several inputs and
@@ -106,13 +112,13 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
         **kwargs: Passed to `from_dense` (e.g. `eigenvector_rank`, `train_eigenvalues_in`).
 
     Returns:
-        A new model of the same kind and structure; `collapse` is its inverse. The input
-        model is not modified.
+        A new model of the same kind and structure, compiled like the input where that
+        was compiled (fresh optimizer state); `collapse` is its inverse. The input model
+        is not modified.
 
     Example:
 
     >>> spectral = spectralize(trained_dense_model)  # doctest: +SKIP
-    >>> spectral.compile("adam", "sparse_categorical_crossentropy")  # doctest: +SKIP
     >>> spectral.fit(x, y, epochs=3, callbacks=[EigenvaluePruning(
     ...     PolynomialDecay(0.0, 0.9, begin_step=0, end_step=1000))])  # doctest: +SKIP
     >>> small = collapse(compact(spectral))  # doctest: +SKIP
@@ -147,4 +153,25 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
             )
     # Convert first, so a layer that cannot be converted leaves nothing half built.
     converted = {id(layer): _convert(layer, eigenvectors, kwargs) for layer in chosen}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if _maskable_normalization(layer):
+            converted[id(layer)] = MASKED_NORMALIZATIONS[type(layer)].from_layer(layer)
+        elif type(layer) is keras.layers.MultiHeadAttention and layer.built:
+            converted[id(layer)] = SpectralMultiHeadAttention.from_layer(layer)
     return replace_layers(model, lambda layer: converted.get(id(layer)))
+
+
+def _maskable_normalization(layer):
+    """A built LayerNormalization / RMSNormalization (not a subclass) over the last axis only."""
+    if type(layer) not in MASKED_NORMALIZATIONS or not layer.built:
+        return False
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    rank = len(layer.input.shape) if _has_one_input(layer) else None
+    return len(axes) == 1 and (axes[0] == -1 or (rank is not None and axes[0] == rank - 1))
+
+
+def _has_one_input(layer):
+    try:
+        return len(layer._inbound_nodes) == 1
+    except AttributeError:  # pragma: no cover
+        return False

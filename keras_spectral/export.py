@@ -1,17 +1,21 @@
 """Serving: turn spectral models into plain Keras models, and export them.
 
-`collapse(model)` replaces every `SpectralDense` with the equivalent `keras.layers.Dense`
-and every spectral convolution with the equivalent Keras convolution (same outputs), so the served model needs neither this package nor the spectral
-arithmetic. Export either model with Keras' own
+`collapse(model)` replaces every `SpectralDense` with the equivalent `keras.layers.Dense`,
+every spectral convolution with the equivalent Keras convolution and every masked
+normalization without removed features with the plain one (same outputs), so the served
+model (of a compacted model) needs neither this package nor the spectral arithmetic. Export either model with Keras' own
 `model.export(path, format="tf_saved_model")`; see `docs/deployment.md`.
 """
 
 import keras
+from keras import ops
 
+from keras_spectral.attention import SpectralMultiHeadAttention
 from keras_spectral.cloning import replace_layers
 from keras_spectral.graph.model_graph import functional_of
 from keras_spectral.convolutional import _SpectralConv
 from keras_spectral.layers import SpectralDense
+from keras_spectral.normalization import MaskedLayerNormalization, MaskedRMSNormalization
 
 
 def _plain(layer):
@@ -19,6 +23,10 @@ def _plain(layer):
         return layer.to_dense()
     if isinstance(layer, _SpectralConv):
         return layer.to_conv()
+    if isinstance(layer, (MaskedLayerNormalization, MaskedRMSNormalization)) and ops.convert_to_numpy(layer.feature_mask).all():
+        return layer.to_layer()  # with removed features it stays masked (compact first)
+    if isinstance(layer, SpectralMultiHeadAttention):
+        return layer.to_layer()
     return None
 
 
@@ -27,8 +35,9 @@ def collapse(model):
     every spectral convolution the matching `keras.layers.Conv*D`.
 
     Works for Sequential and functional models of any topology, nested models included;
-    other layers are copied with their weights. The inverse of `spectralize`. The input
-    model is not modified.
+    other layers are copied with their weights. The inverse of `spectralize`. The result
+    is compiled like the input where that was compiled (same loss, metrics and optimizer
+    configuration, fresh optimizer state). The input model is not modified.
 
     Example:
 

@@ -19,6 +19,14 @@ rows) in the layers that read it; summed over a coupled group's producers and re
   norm of DepGraph, Fang et al. 2023, on the producing side).
 - `"bn"`: `Σ |γ|` of the BatchNormalization layers the node passes (network slimming,
   Liu et al. 2017); for groups that pass a BatchNormalization with a scale.
+- `"taylor"`: the first-order Taylor estimate of the loss change when the node is
+  removed, `|Σ ∂L/∂m|` over the node's masks `m` in every layer that holds them
+  (Molchanov et al. 2017, 2019: for a producer's mask it equals `|Σ_j w_ji ∂L/∂w_ji|` over
+  the node's incoming weights), with the gradients of the mean loss summed over the
+  batches of `data`; it needs `data` (and the model's compiled loss, or `loss`).
+- Attention heads (`InnerGroup`s of a `SpectralMultiHeadAttention`): every spectral score
+  is `|λ_h|`, the head's eigenvalue; `"l1"` / `"l2"` the norm of the head's query, key and
+  value columns and output rows; `"taylor"` through the head's mask.
 - `"random"`: uniform random scores from NumPy's global generator (seeded by
   `keras.utils.set_random_seed`): the control every pruning comparison needs.
 
@@ -29,12 +37,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_spectral.graph.groups import node_sums
+from keras_spectral.graph.groups import InnerGroup, mask_variable, node_sums
 from keras_spectral.graph.rules import rule_for
 from keras_spectral.spectral_layers import is_spectral
 
-SCORES = ("in", "out", "sum", "product", "l1", "l2", "bn", "random")
-WEIGHT_SCORES = ("l1", "l2", "random")  # scores that need no spectral layer
+SCORES = ("in", "out", "sum", "product", "l1", "l2", "bn", "taylor", "random")
+WEIGHT_SCORES = ("l1", "l2", "taylor", "random")  # scores that need no spectral producer or reader
+SPECTRAL_SCORES = ("in", "out", "sum", "product")
 
 
 class NonFiniteScoresError(ValueError):
@@ -54,6 +63,8 @@ def can_score(group, score):
     """Whether `score` can rank `group`: the layers it reads must be spectral."""
     if score in WEIGHT_SCORES:
         return True
+    if isinstance(group, InnerGroup):  # attention heads: their eigenvalues, no BatchNormalization
+        return score != "bn" and group.mask_holders is not None
     if score == "bn":
         return bool(_batch_norms(group))
     needs_out, needs_in = _needs(score)
@@ -62,16 +73,23 @@ def can_score(group, score):
     )
 
 
-def scores(group, score):
-    """The `score` of each node of `group`, a float64 array of `group.size`."""
+def scores(group, score, gradients=None):
+    """The `score` of each node of `group`, a float64 array of `group.size`;
+    `gradients`: for `"taylor"`, those of `mask_gradients`."""
+    if score == "taylor":
+        if gradients is None:
+            raise ValueError("score='taylor' needs the masks' gradients: pass `data=` (batches of (x, y)).")
+        return np.abs(sum(node_sums(gradients[(id(layer), side)], rows) for layer, side, rows in group.mask_targets()))
+    if score == "random":
+        return np.random.random(group.size)
+    if isinstance(group, InnerGroup):
+        return group.scores(score)
     if score == "l1":
         return sum(node_sums(_incoming(p, np.abs), rows) for p, rows in group.produced)
     if score == "l2":
         return np.sqrt(sum(node_sums(_incoming(p, np.square), rows) for p, rows in group.produced))
     if score == "bn":
         return sum(node_sums(np.abs(_values(bn.gamma)), rows) for bn, rows in _batch_norms(group))
-    if score == "random":
-        return np.random.random(group.size)
     needs_out, needs_in = _needs(score)
     lam_out = sum(node_sums(np.abs(_values(p.eigenvalues_out)), rows) for p, rows in group.produced) if needs_out else None
     lam_in = (
@@ -99,15 +117,29 @@ def _batch_norms(group):
             if isinstance(layer, keras.layers.BatchNormalization) and getattr(layer, "gamma", None) is not None]
 
 
-def finite_scores(group, score):
+def mask_gradients(model, groups, data, loss=None):
+    """`{(id(layer), side): gradient}` of the mean loss with respect to every node mask
+    the `groups` remove (`side`: `"in"` or `"out"`), summed over the batches of `data`."""
+    from keras_spectral.gradients import loss_gradients
+
+    keys, variables = [], []
+    for group in groups:
+        for layer, side, _ in group.mask_targets():
+            if (id(layer), side) not in keys:
+                keys.append((id(layer), side))
+                variables.append(mask_variable(layer, side))
+    return dict(zip(keys, loss_gradients(model, variables, data, loss)))
+
+
+def finite_scores(group, score, gradients=None):
     """`scores(group, score)`, checked: a NaN or infinite score of a node still present
     raises `NonFiniteScoresError` naming the group (removed nodes do not count)."""
-    values = scores(group, score)
+    values = scores(group, score, gradients)
     bad = ~np.isfinite(values) & group.active()
     if bad.any():
         raise NonFiniteScoresError(
             f"Node group '{group.name}' has {int(bad.sum())} node(s) with non-finite "
-            f"{'eigenvalues' if score in ('in', 'out', 'sum', 'product') else 'weights'} (NaN or inf; read from {[layer.name for layer in group.layers]} with score="
+            f"{'eigenvalues' if score in SPECTRAL_SCORES else 'weights or gradients'} (NaN or inf; read from {[layer.name for layer in group.layers]} with score="
             f"{score!r}), so its nodes cannot be ranked; nothing was pruned. The training has "
             "probably diverged: lower the learning rate, or stop such runs with "
             "keras.callbacks.TerminateOnNaN."

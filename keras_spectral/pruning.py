@@ -1,5 +1,6 @@
-"""Eigenvalue-driven node pruning: score hidden nodes by their eigenvalues, remove the
-weakest, during `fit` (`EigenvaluePruning`) or after it (`prune_nodes`).
+"""Node pruning: score hidden nodes (by their eigenvalues, or another criterion of
+`keras_spectral.importance`) and remove the weakest to a budget (`keras_spectral.budgets`),
+after training (`prune_nodes`) or during `fit` (`keras_spectral.callbacks.EigenvaluePruning`).
 
 Works on any Sequential or functional model: the removable nodes are the prunable node
 groups of its graph (`keras_spectral.graph.node_groups`: the output features of a fully
@@ -19,20 +20,20 @@ Removed nodes stay removed.
 
 import warnings
 
-import keras
 import numpy as np
-from keras import ops
 
-from keras_spectral import importance
-from keras_spectral.graph import ModelGraph, node_groups
+from keras_spectral import budgets, importance
+from keras_spectral.budgets import BudgetError  # noqa: F401 (public name)
+from keras_spectral.graph import ModelGraph, PrunedCost, node_groups
 from keras_spectral.importance import SCORES, NonFiniteScoresError  # noqa: F401 (public names)
 from keras_spectral.spectral_layers import is_spectral
-from keras_spectral.schedules import PruningSchedule
 from keras_spectral.validation import (
+    _is_number,
     check_choice,
     check_exactly_one,
     check_fraction,
     check_non_negative,
+    check_positive_int,
 )
 
 SCOPES = ("layer", "global")
@@ -51,14 +52,7 @@ def _spectral_graph(model):
 
 def removable_groups(model):
     """The prunable node groups of `model` (a model with at least one spectral layer)."""
-    every = node_groups(_spectral_graph(model))
-    groups = [group for group in every if group.prunable]
-    if not groups:
-        described = "; ".join(f"'{g.name}': {g.reason}" for g in every) or "none"
-        raise ValueError(
-            f"Model '{model.name}' has no hidden nodes that can be pruned. Its node groups: {described}."
-        )
-    return groups
+    return _removable(model, _spectral_graph(model))
 
 
 def node_sparsity(model, groups=None):
@@ -84,45 +78,98 @@ def prunable_groups(model, score, groups=None):
     return groups
 
 
-def node_scores(model, score="sum"):
-    """`{group name: score per node}` for the groups `score` can rank."""
-    return {g.name: importance.scores(g, score) for g in prunable_groups(model, score)}
+def node_scores(model, score="sum", data=None, loss=None):
+    """`{group name: score per node}` for the groups `score` can rank (`data`, `loss`: for
+    `score="taylor"`, as in `prune_nodes`)."""
+    groups = prunable_groups(model, score)
+    gradients = _gradients(model, groups, score, data, loss)
+    return {g.name: importance.scores(g, score, gradients) for g in groups}
 
 
-def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"):
-    """Remove hidden nodes by score, in place; returns `node_sparsity(model)`.
+def prune_nodes(
+    model,
+    fraction=None,
+    threshold=None,
+    score="sum",
+    scope="layer",
+    budget="nodes",
+    normalizer="mean",
+    max_fraction=1.0,
+    ignored_layers=None,
+    round_to=None,
+    data=None,
+    loss=None,
+):
+    """Remove hidden nodes by score, in place, to a budget; returns `node_sparsity(model)`.
 
     Only node groups that `score` can rank are pruned (`prunable_groups`); a coupled
-    group's nodes are removed in every layer of the group at once.
+    group's nodes are removed in every layer of the group at once. Already removed nodes
+    count towards the budget and stay removed. See `keras_spectral.budgets` for how the
+    groups share a budget, and `pruning_report(model)` for what was removed.
 
     Args:
         model: A built Sequential or functional model with spectral layers.
-        fraction: Target fraction of hidden nodes removed, in [0, 1): per prunable group
-            (`scope="layer"`) or over all of their nodes (`scope="global"`, at least one
-            node kept per group). Already removed nodes count towards it.
+        fraction: The fraction of `budget` to remove, in [0, 1): per group
+            (`scope="layer"`: each group loses this fraction of its nodes; for a cost
+            budget, the smallest such common fraction that reaches it) or over the model
+            (`scope="global"`). Or a dict `{name: fraction}` of per-group fractions (the
+            name of a group or of any of its producers); groups not named are left alone.
         threshold: Alternatively, remove every node whose score is below this
             non-negative number.
         score: How nodes are ranked, one of `SCORES` (`keras_spectral.importance`).
-        scope: `"layer"` or `"global"` (used with `fraction`).
+        scope: `"layer"` or `"global"` (used with a float `fraction`).
+        budget: What `fraction` is a fraction of: `"nodes"` (default), `"multiply_adds"`
+            or `"parameters"` (of the whole model, as `model_cost` counts them; the
+            compacted model's). A cost budget that cannot be reached raises
+            `BudgetError` and changes nothing.
+        normalizer: With `scope="global"`, how each group's scores are normalized before
+            all nodes are ranked together (`keras_spectral.budgets.NORMALIZERS`; default
+            `"mean"`, as Torch-Pruning).
+        max_fraction: At most this fraction of any group's nodes is removed (Torch-Pruning's
+            `max_pruning_ratio`); a group always keeps one node.
+        ignored_layers: Layers (or their names) whose output nodes are kept: the groups
+            they produce are not pruned (as Torch-Pruning's `ignored_layers`).
+        round_to: The nodes each pruned group keeps are a multiple of this (or all of
+            them), e.g. 8 for fast kernels; the budget is then reached within `round_to`
+            nodes per group.
+        data: For `score="taylor"`: `(x, y)` arrays or an iterable of `(x, y)` batches
+            whose loss gradients rank the nodes.
+        loss: For `score="taylor"`: the loss (default: the model's compiled loss).
 
     Example:
 
     >>> prune_nodes(model, fraction=0.9)  # doctest: +SKIP
     {'spectral_dense': 0.9, 'spectral_dense_1': 0.9}
+    >>> # Half the multiply-adds, ranked globally by weight magnitude, widths multiples of 8:
+    >>> prune_nodes(model, fraction=0.5, budget="multiply_adds", scope="global", score="l2",
+    ...             round_to=8)  # doctest: +SKIP
     """
-    check_choice("score", score, SCORES)
-    check_choice("scope", scope, SCOPES)
+    _check_options(score, scope, budget, normalizer, max_fraction, round_to)
     check_exactly_one(fraction=fraction, threshold=threshold)
-    if fraction is not None:
-        check_fraction("fraction", fraction)
+    _check_fraction(fraction, scope, budget)
     if threshold is not None:
         check_non_negative("threshold", threshold)
-    every = removable_groups(model)
-    groups = prunable_groups(model, score, every)
+    every, groups, plan = _plan(model, fraction, threshold, score, scope, budget, normalizer, max_fraction,
+                                ignored_layers, round_to, data, loss)
+    for g, nodes in zip(groups, plan):
+        g.remove(nodes)
+    return node_sparsity(model, every)
+
+
+def _plan(model, fraction=None, threshold=None, score="sum", scope="layer", budget="nodes", normalizer="mean",
+          max_fraction=1.0, ignored_layers=None, round_to=None, data=None, loss=None, warn=True):
+    """`(every prunable group, the groups pruned, per group the nodes to remove)`; the
+    arguments checked by `prune_nodes`. Changes nothing; `warn`: about tied scores."""
+    graph = _spectral_graph(model)
+    every = _removable(model, graph)
+    groups = _selected(model, prunable_groups(model, score, every), fraction, ignored_layers)
+    if not groups:
+        return every, [], []
     alive = [g.active() for g in groups]
+    gradients = _gradients(model, groups, score, data, loss)
     # Checked first for every group, so non-finite scores change nothing; removed
     # nodes rank below everything, so they stay removed.
-    checked = [importance.finite_scores(g, score) for g in groups]
+    checked = [importance.finite_scores(g, score, gradients) for g in groups]
     scores = [np.where(a, s, -np.inf) for s, a in zip(checked, alive)]
 
     if threshold is not None:
@@ -133,19 +180,111 @@ def prune_nodes(model, fraction=None, threshold=None, score="sum", scope="layer"
                     f"threshold={threshold} would remove every node of node group "
                     f"'{g.name}'; nothing was changed."
                 )
-    elif scope == "layer":
-        plan = []
-        for a, s in zip(alive, scores):
-            target = int(np.floor(fraction * len(s) + 1e-9))
-            order = np.argsort(s, kind="stable")
-            plan.append(order[:target][a[order[:target]]])
     else:
-        plan = _global_plan(groups, alive, scores, fraction)
-    if fraction is not None:
-        _warn_about_ties(groups, alive, scores, plan, score)
-    for g, nodes in zip(groups, plan):
-        g.remove(nodes)
-    return node_sparsity(model, every)
+        others = [g for g in every if not any(g is h for h in groups)]
+        cost = PrunedCost(graph, groups + others) if budget != "nodes" else None
+        planner = budgets.Planner(groups, alive, scores, max_fraction, round_to, cost, [~g.active() for g in others])
+        if isinstance(fraction, dict):
+            counts = planner.per_group([_fraction_of(g, fraction) for g in groups])
+        elif scope == "layer":
+            counts = planner.layer(fraction, budget)
+        else:
+            counts = planner.global_(fraction, budget, normalizer)
+        plan = planner.plan(counts)
+        if warn:
+            _warn_about_ties(groups, alive, scores, plan, score)
+    return every, groups, plan
+
+def _check_options(score, scope, budget, normalizer, max_fraction, round_to):
+    check_choice("score", score, SCORES)
+    check_choice("scope", scope, SCOPES)
+    check_choice("budget", budget, budgets.BUDGETS)
+    check_choice("normalizer", normalizer, budgets.NORMALIZERS)
+    if not (_is_number(max_fraction) and 0 < max_fraction <= 1):
+        raise ValueError(
+            "Received an invalid value for `max_fraction`, expected a number in (0, 1]. "
+            f"Received: max_fraction={max_fraction!r}"
+        )
+    if round_to is not None:
+        check_positive_int("round_to", round_to)
+
+
+def _check_fraction(fraction, scope, budget):
+    if not isinstance(fraction, dict):
+        if fraction is not None:
+            check_fraction("fraction", fraction)
+        return
+    if budget != "nodes" or scope != "layer":
+        raise ValueError(
+            "Per-group fractions (a dict `fraction`) are fractions of each group's nodes: use them with "
+            f"budget='nodes' and scope='layer'. Received: budget={budget!r}, scope={scope!r}"
+        )
+    for name, value in fraction.items():
+        check_fraction(f"fraction[{name!r}]", value)
+
+
+def _names(group):
+    return [group.name] + [p.name for p in group.producers]
+
+
+def _fraction_of(group, fractions):
+    return next(fractions[name] for name in _names(group) if name in fractions)
+
+
+def _selected(model, groups, fraction, ignored_layers):
+    """The groups to prune: those named by a dict `fraction`, less those that an ignored
+    layer produces; names that match nothing are refused."""
+    known = {name for g in groups for name in _names(g)}
+    if isinstance(fraction, dict):
+        unknown = [name for name in fraction if name not in known]
+        if unknown:
+            raise ValueError(
+                f"Received an invalid value for `fraction`: {unknown} name no node group of model '{model.name}' "
+                f"that can be pruned. Groups (and their producers): "
+                f"{ {g.name: [p.name for p in g.producers] for g in groups} }"
+            )
+        groups = [g for g in groups if any(name in fraction for name in _names(g))]
+    if ignored_layers:
+        names = set()
+        for item in ignored_layers if isinstance(ignored_layers, (list, tuple, set)) else [ignored_layers]:
+            name = item if isinstance(item, str) else getattr(item, "name", None)
+            if name is None or not any(layer.name == name for layer in model._flatten_layers(include_self=False)):
+                raise ValueError(
+                    "Received an invalid value for `ignored_layers`, expected layers of the model or their "
+                    f"names. Received: {item!r}, which is not a layer of model '{model.name}'"
+                )
+            names.add(name)
+        groups = [g for g in groups if not any(p.name in names for p in g.producers)]
+    return groups
+
+
+def _gradients(model, groups, score, data, loss):
+    """The masks' loss gradients for `score="taylor"` (None for other scores)."""
+    if score != "taylor":
+        if data is not None or loss is not None:
+            raise ValueError(
+                f"`data` and `loss` are used by score='taylor' only. Received: score={score!r} with "
+                f"{'data' if data is not None else 'loss'}"
+            )
+        return None
+    if data is None:
+        raise ValueError(
+            "score='taylor' ranks nodes by the loss gradients on batches of data: pass `data=(x, y)` "
+            "(a few hundred samples of the training set) or an iterable of (x, y) batches."
+        )
+    _sync_jax_state(model)
+    return importance.mask_gradients(model, groups, data, loss)
+
+
+def _removable(model, graph):
+    every = node_groups(graph)
+    groups = [group for group in every if group.prunable]
+    if not groups:
+        described = "; ".join(f"'{g.name}': {g.reason}" for g in every) or "none"
+        raise ValueError(
+            f"Model '{model.name}' has no hidden nodes that can be pruned. Its node groups: {described}."
+        )
+    return groups
 
 
 def _warn_about_ties(groups, alive, scores, plan, score):
@@ -162,32 +301,11 @@ def _warn_about_ties(groups, alive, scores, plan, score):
             f"prune_nodes(score={score!r}): in node group(s) {', '.join(tied)} the nodes removed score the "
             "same as nodes kept, so the order of the nodes chose between them. Right after "
             "keras_spectral.spectralize every eigenvalue score is equal: train the eigenvalues first "
-            "(EigenvaluePruning during fit removes nodes as they learn), or rank by weights (score='l1').",
+            "(EigenvaluePruning during fit removes nodes as they learn), or choose a criterion that "
+            "reads the trained weights: score='l2' (or 'l1'), or score='taylor' with data=(x, y).",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-
-
-def _global_plan(groups, alive, scores, fraction):
-    total = sum(len(s) for s in scores)
-    target = int(np.floor(fraction * total + 1e-9))
-    # Rank all nodes together, but never take a group's last remaining node.
-    candidates = sorted(
-        (s[i], gi, i) for gi, s in enumerate(scores) for i in range(len(s))
-    )
-    removed = [list(np.flatnonzero(~a)) for a in alive]
-    plan = [[] for _ in groups]
-    count = sum(len(r) for r in removed)
-    for value, gi, i in candidates:
-        if count >= target:
-            break
-        if not alive[gi][i]:
-            continue
-        if len(removed[gi]) + len(plan[gi]) + 1 >= len(scores[gi]):
-            continue
-        plan[gi].append(i)
-        count += 1
-    return [np.asarray(p, dtype=int) for p in plan]
 
 
 def _sync_jax_state(model):
@@ -195,124 +313,3 @@ def _sync_jax_state(model):
     sync = getattr(model, "jax_state_sync", None)
     if sync is not None:
         sync()
-
-
-class EigenvaluePruning(keras.callbacks.Callback):
-    """Remove hidden nodes by eigenvalue during `fit`, on a schedule.
-
-    At each pruning step (the optimizer's iteration count, so a resumed run continues the
-    schedule) nodes are removed either down to the schedule's sparsity (the fraction of
-    hidden nodes removed) or, with `threshold`, wherever the score is below it. Masks are
-    weights of the spectral layers, so they are saved with the model and restored by
-    `BackupAndRestore`. At each epoch end the fraction removed per hidden layer is added to
-    the logs as `node_sparsity/<layer name>`.
-
-    Args:
-        schedule: A `keras_spectral.schedules` schedule (`ConstantSparsity`,
-            `PolynomialDecay`).
-        threshold: Instead of a schedule: an absolute score below which nodes are removed,
-            applied every `frequency` steps from `begin_step` to `end_step`.
-        score: Node score, one of `SCORES` (see the module docstring).
-        scope: `"layer"` (each hidden layer reaches the sparsity) or `"global"`.
-        frequency, begin_step, end_step: Timing, with `threshold` only (defaults 100, 0
-            and -1: every 100 steps from the start, without end); a schedule carries its
-            own timing.
-        verbose: 1 prints the sparsity after each pruning step.
-
-    Steps are optimizer steps, also with `compile(..., steps_per_execution=k)`: the
-    callback then runs once per k steps and prunes at the first chance after a scheduled
-    step, to the schedule's sparsity at that step. If an eigenvalue becomes NaN or infinite
-    (a diverging run), pruning stops for the rest of the run with a warning, and no mask is
-    set from such scores; `keras.callbacks.TerminateOnNaN` ends such a run.
-
-    Example:
-
-    >>> callback = EigenvaluePruning(PolynomialDecay(0.0, 0.9, begin_step=0, end_step=2000))
-    >>> model.fit(x, y, epochs=10, callbacks=[callback])  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        schedule=None,
-        threshold=None,
-        score="sum",
-        scope="layer",
-        frequency=None,
-        begin_step=None,
-        end_step=None,
-        verbose=0,
-    ):
-        super().__init__()
-        check_choice("score", score, SCORES)
-        check_choice("scope", scope, SCOPES)
-        check_exactly_one(schedule=schedule, threshold=threshold)
-        if schedule is not None and not isinstance(schedule, PruningSchedule):
-            raise TypeError(
-                "Received an invalid value for `schedule`, expected a keras_spectral "
-                f"PruningSchedule such as ConstantSparsity. Received: schedule={schedule!r}"
-            )
-        timing = dict(frequency=frequency, begin_step=begin_step, end_step=end_step)
-        given = {name: value for name, value in timing.items() if value is not None}
-        if schedule is not None and given:
-            raise ValueError(
-                f"{', '.join(f'`{name}`' for name in given)} apply only with `threshold=`; a "
-                "schedule carries its own timing (pass them to the schedule instead). "
-                f"Received: schedule={schedule!r}, "
-                + ", ".join(f"{name}={value!r}" for name, value in given.items())
-            )
-        if threshold is not None:
-            check_non_negative("threshold", threshold)
-        self.schedule = schedule
-        self.threshold = threshold
-        self.timing = schedule or PruningSchedule(
-            0 if begin_step is None else begin_step,
-            -1 if end_step is None else end_step,
-            100 if frequency is None else frequency,
-        )
-        self.score = score
-        self.scope = scope
-        self.verbose = verbose
-        self._step = None
-        self.stopped_reason = None
-
-    def on_train_begin(self, logs=None):
-        prunable_groups(self.model, self.score)  # fail early on an unsupported model
-        self._step = None
-        self.stopped_reason = None
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._step is None:  # read once per fit: after BackupAndRestore has restored it
-            _sync_jax_state(self.model)
-            self._step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-            self._checked = self._step
-        self._begin = batch
-        step = self._step
-        # Once per execution of `steps_per_execution` steps: prune if any scheduled
-        # pruning step came since the last check.
-        due = any(self.timing.should_prune(s) for s in range(self._checked, step + 1))
-        self._checked = step + 1
-        if not due or self.stopped_reason is not None:
-            return
-        _sync_jax_state(self.model)
-        try:
-            if self.threshold is not None:
-                sparsity = prune_nodes(self.model, threshold=self.threshold, score=self.score)
-            else:
-                sparsity = prune_nodes(
-                    self.model, fraction=self.schedule.sparsity_at(step), score=self.score, scope=self.scope
-                )
-        except NonFiniteScoresError as error:
-            self.stopped_reason = f"EigenvaluePruning stopped at step {step}: {error}"
-            warnings.warn(self.stopped_reason, RuntimeWarning, stacklevel=2)
-            return
-        if self.verbose:
-            report = ", ".join(f"{name}: {value:.3f}" for name, value in sparsity.items())
-            print(f"\nEigenvaluePruning step {step}: node sparsity {report}")
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._step += batch - self._begin + 1  # the optimizer steps this execution took
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            for name, value in node_sparsity(self.model).items():
-                logs[f"node_sparsity/{name}"] = value

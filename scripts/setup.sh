@@ -8,8 +8,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # shellcheck disable=SC1091
 source .venv/bin/activate
-python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+# The installer's own notices (setuptools' editable-install banner, pip's location
+# warnings) go to .venv/install.log, shown only if the installation fails.
+{ python -m pip install -q --upgrade pip && python -m pip install -q -e ".[test]"; } > .venv/install.log 2>&1 || {
+    cat .venv/install.log >&2; echo "setup: pip install failed (log: .venv/install.log)" >&2; exit 1; }
 python -c "import keras_spectral, tensorflow, jax" >/dev/null 2>&1 || {
     echo "setup: installing the package failed" >&2; exit 1; }
 # Data: $KERAS_SPECTRAL_DATA if set, else .data/, prepared from ../shared/datasets when

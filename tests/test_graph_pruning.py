@@ -389,9 +389,9 @@ def test_pruning_refuses_models_it_cannot_read_and_changes_nothing(unchanged):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,))
     h = keras.layers.Dense(4, name="h")(inputs)
-    outputs = keras.layers.Dense(2, name="out")(keras.layers.LayerNormalization(name="norm")(h))
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.UnitNormalization(name="norm")(h))
     blocked = spectralize(keras.Model(inputs, outputs))
-    with pytest.raises(ValueError, match=r"no hidden nodes that can be pruned.*'h': reaches LayerNormalization 'norm'"):
+    with pytest.raises(ValueError, match=r"no hidden nodes that can be pruned.*'h': reaches UnitNormalization 'norm'"):
         prune_nodes(blocked, fraction=0.5)
     free = spectralize(keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="h"), keras.layers.Dense(2)]))
     with unchanged(free), pytest.raises(ValueError, match=r"would remove every node of node group 'h'; nothing was changed"):

@@ -15,9 +15,9 @@ A new layer type means one new rule, not edits elsewhere.
 """
 
 from keras_spectral.graph import rules
-from keras_spectral.graph.cost import multiply_adds
+from keras_spectral.graph.cost import ModelCost, PrunedCost, model_cost, multiply_adds
 from keras_spectral.graph.groups import NodeGroup, node_groups
 from keras_spectral.graph.model_graph import ModelGraph
 from keras_spectral.graph.rules import register_rule, rule_for
 
-__all__ = ["ModelGraph", "NodeGroup", "node_groups", "multiply_adds", "register_rule", "rule_for", "rules"]
+__all__ = ["ModelGraph", "NodeGroup", "node_groups", "multiply_adds", "model_cost", "ModelCost", "PrunedCost", "register_rule", "rule_for", "rules"]

@@ -24,6 +24,8 @@ channel reaching a padded convolution is not constant at the borders and cannot 
 folded into a bias; a plain convolution reading it then makes the group not prunable.
 """
 
+import re
+
 import numpy as np
 from keras import ops
 
@@ -34,6 +36,15 @@ from keras_spectral.spectral_layers import is_spectral
 
 def _values(variable):
     return np.asarray(ops.convert_to_numpy(variable), dtype="float64")
+
+
+def mask_variable(layer, side):
+    """The mask a `mask_targets` entry sets: a spectral layer's `eigenvalues_in_mask` /
+    `eigenvalues_out_mask` (`side` "in" / "out"), or one the layer's rule names (`masks`:
+    "feature" of a masked normalization, "heads" of an attention layer)."""
+    if side in ("in", "out"):
+        return getattr(layer, f"eigenvalues_{side}_mask")
+    return getattr(layer, rules.rule_for(layer).masks[side])
 
 
 def node_entries(rows, nodes):
@@ -109,7 +120,7 @@ class NodeGroup:
                 "no spectral layer holds its masks (its producers and readers are Dense or Conv "
                 "layers; convert them with keras_spectral.spectralize)"
             )
-        return "; ".join(reasons) if reasons else None
+        return "; ".join(_one_clause_per_cause(reasons)) if reasons else None
 
     @property
     def mask_holders(self):
@@ -134,9 +145,10 @@ class NodeGroup:
             if not is_spectral(c) and getattr(rules.rule_for(c), "spatial", False)
         ]
 
-    def _targets(self):
+    def mask_targets(self):
         """`(layer, side, rows)`: the masks that removing a node sets (`rows[i]`: the mask
-        entries of node `i`)."""
+        entries of node `i`; `side`: "out" or "in" of a spectral layer, "feature" of a
+        per-feature layer's own mask, see `mask_variable`)."""
         holders = self.mask_holders
         if holders is None:
             raise ValueError(f"Node group '{self.name}' has no spectral layer to hold its masks.")
@@ -145,6 +157,8 @@ class NodeGroup:
             targets += [(p, "out", rows) for p, rows in self.produced]
         if holders == "consumers" or self.channels:
             targets += [(c, "in", rows) for c, rows in self.consumers if is_spectral(c)]
+        # Per-feature layers with masks of their own (masked normalizations): always set.
+        targets += [(layer, "feature", rows) for layer, rows in self.passes if "feature" in rules.rule_for(layer).masks]
         return targets
 
     @property
@@ -212,12 +226,14 @@ class NodeGroup:
         nodes = self._node_indices(nodes)
         if not len(nodes):
             return
-        for layer, side, rows in self._targets():
-            mask, eigenvalues = getattr(layer, f"eigenvalues_{side}_mask"), getattr(layer, f"eigenvalues_{side}")
+        for layer, side, rows in self.mask_targets():
+            mask = mask_variable(layer, side)
             keep = np.ones(mask.shape[0], dtype="float32")
             keep[node_entries(rows, nodes)] = 0.0
             mask.assign(ops.cast(_values(mask) * keep, mask.dtype))
-            eigenvalues.assign(ops.cast(_values(eigenvalues) * keep, eigenvalues.dtype))
+            if side in ("in", "out"):  # a spectral layer: its eigenvalues go too
+                eigenvalues = getattr(layer, f"eigenvalues_{side}")
+                eigenvalues.assign(ops.cast(_values(eigenvalues) * keep, eigenvalues.dtype))
 
     def _node_indices(self, nodes):
         given = np.asarray(nodes)
@@ -246,6 +262,89 @@ class NodeGroup:
         )
 
 
+_NAME = re.compile(r"'[^']*'")
+
+
+def _one_clause_per_cause(reasons, shown=3):
+    """The reasons with those that differ only in the layer named merged into one clause
+    naming the layers: "reaches LayerNormalization 'a', 'b' and 3 more: why"."""
+    merged = {}
+    for reason in reasons:
+        merged.setdefault(_NAME.sub("'…'", reason, count=1), []).append(reason)
+    clauses = []
+    for same in merged.values():
+        names = [m.group(0) for m in (_NAME.search(r) for r in same) if m]
+        if len(same) == 1 or len(names) != len(same):
+            clauses.append(same[0])
+            continue
+        listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+        clauses.append(_NAME.sub(lambda _: listed, same[0], count=1))
+    return clauses
+
+
+class InnerGroup(NodeGroup):
+    """Nodes held inside one layer and coupled with nothing else: the heads of an
+    attention layer (its rule's `inner_size`). Prunable when the layer holds their masks
+    (`SpectralMultiHeadAttention`) and is called once; removed whole by its rule's slice.
+
+    Attributes beyond `NodeGroup`'s: `layer`, the layer that holds the nodes (also its
+    only producer).
+    """
+
+    def __init__(self, layer, shared=False):
+        super().__init__(rules.rule_for(layer).inner_size(layer))
+        self.layer = layer
+        if shared:
+            self.reasons.append(f"'{layer.name}' is called more than once (a shared layer)")
+
+    @property
+    def name(self):
+        return f"{self.layer.name}/heads"
+
+    @property
+    def producers(self):
+        return [self.layer]
+
+    @property
+    def channels(self):
+        return False
+
+    @property
+    def mask_holders(self):
+        return "producers" if rules.rule_for(self.layer).holds_masks(self.layer) else None
+
+    @property
+    def reason(self):
+        reasons = list(self.reasons)
+        if not reasons and self.mask_holders is None:
+            reasons.append(f"'{self.layer.name}' holds no mask of its heads: convert it with keras_spectral.spectralize")
+        return "; ".join(reasons) if reasons else None
+
+    def fold_reasons(self):
+        return []
+
+    def mask_targets(self):
+        if self.mask_holders is None:
+            raise ValueError(f"Node group '{self.name}' has no mask of its heads to set.")
+        return [(self.layer, "heads", np.arange(self.size)[:, None])]
+
+    def active(self):
+        if self.mask_holders is None:
+            return np.ones(self.size, dtype=bool)
+        return _values(mask_variable(self.layer, "heads")) != 0
+
+    def check_masks(self):
+        return None
+
+    def scores(self, score):
+        """The heads' `score` (weight and spectral criteria), from the layer's rule."""
+        return rules.rule_for(self.layer).inner_scores(self.layer, score)
+
+    def __repr__(self):
+        state = "prunable" if self.prunable else f"not prunable: {self.reason}"
+        return f"InnerGroup({self.name!r}, size={self.size}, {state})"
+
+
 class _UnionFind:
     def __init__(self):
         self.parent = []
@@ -272,7 +371,8 @@ def node_groups(model):
     Features are followed node by node: elementwise merges (Add, Multiply, a squeeze-excite
     gate) tie the nodes they combine, so a concatenation of narrow producers added to a
     wide one (an Inception-ResNet or NASNet block) forms one group whose nodes each
-    producer holds in part.
+    producer holds in part. Layers that hold nodes inside (attention heads) add an
+    `InnerGroup` each, after the others.
 
     Args:
         model: A built Sequential or functional model (nested models are expanded), or a
@@ -397,7 +497,10 @@ def node_groups(model):
                 refuse(key, detail)
     for key in graph.outputs:
         refuse(key, "is a model output")
-    return _collect(nodes, producers, bases, owner, reasons, readers)
+    groups = _collect(nodes, producers, bases, owner, reasons, readers)
+    inner = [InnerGroup(call.layer, counts[id(call.layer)] > 1) for call in graph.calls
+             if hasattr(rules.rule_for(call.layer), "inner_size")]
+    return groups + list({id(g.layer): g for g in inner}.values())
 
 
 def _collect(nodes, producers, bases, owner, reasons, readers):

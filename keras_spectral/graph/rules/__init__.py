@@ -18,7 +18,9 @@ family; `register_rule` adds a user's:
 After that, `node_groups`, `prune_nodes` and `compact` treat the layer like a built-in one.
 """
 
-from keras_spectral.graph.rules import convolution, dense, elementwise, merging, normalization, ops, spatial  # noqa: F401
+from keras_spectral.graph.rules import (  # noqa: F401
+    attention, convolution, dense, elementwise, merging, normalization, ops, spatial,
+)
 from keras_spectral.graph.rules.base import (
     COUPLE, JOIN, OPAQUE, PER_FEATURE, PRODUCE, RELAY, ROLES, Couple, Join, Opaque, PerFeature, Produce, Relay,
     Rule, register_rule, registered, rule_for,

@@ -26,6 +26,7 @@ input). The roles a rule's `flow` gives:
 """
 
 import keras
+import numpy as np
 
 PRODUCE = "produce"
 PER_FEATURE = "per_feature"
@@ -73,10 +74,24 @@ class Rule:
             `keras.ops` operation: a function called in its place with the call's
             arguments.)
         slices(call): whether the call needs `slice` (default: the rule defines it).
+        masks: `{kind: attribute name}` of masks the layer holds of its own, that removing
+            a node sets to 0: `"feature"` for a per-feature layer's mask of its features
+            (a masked normalization), `"heads"` for a layer's inner nodes (attention heads).
+        inner_size(layer), inner_scores(layer, score), inner_cost(call, graph, kept):
+            for a layer that holds a node group inside (attention heads; see
+            `keras_spectral.graph.groups.InnerGroup`): its number of nodes, their scores
+            by a weight criterion, and the call's cost with the fraction `kept` left.
         multiply_adds(call, graph): multiply-adds of one sample through the call.
+        parameters(layer): the layer's parameters as served (all its weights; a producer
+            counts its kernel and bias, so a spectral layer counts as the plain layer it
+            computes).
+        cost(call, graph, kept_in, kept_out): `(multiply_adds, parameters)` of the call once
+            only the fractions `kept_in` of its input features and `kept_out` of its output
+            features remain (default: both scale with `kept_in`, as for a per-feature layer).
     """
 
     role = OPAQUE
+    masks = {}  # masks the layer holds of its own, by kind ("feature", "heads"): attribute names
 
     def slices(self, call):
         """Whether `compact` must make this call anew when features are removed (default:
@@ -109,6 +124,12 @@ class Rule:
 
     def multiply_adds(self, call, graph):
         return 0
+
+    def parameters(self, layer):
+        return sum(int(np.prod(w.shape)) for w in getattr(layer, "weights", []))
+
+    def cost(self, call, graph, kept_in, kept_out):
+        return self.multiply_adds(call, graph) * kept_in, self.parameters(call.layer) * kept_in
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -204,6 +225,20 @@ class Produce(Rule):
 
     def bias(self, layer):
         return getattr(layer, "bias", None) if getattr(layer, "use_bias", False) else None
+
+    def parameters(self, layer):
+        return self.kernel_size(layer) + (self.width(layer) if self.bias(layer) is not None else 0)
+
+    def kernel_size(self, layer):
+        """Entries of the (direct-space) kernel."""
+        return int(np.prod(self.kernel(layer).shape))
+
+    def cost(self, call, graph, kept_in, kept_out):
+        """The kernel's cost scales with both fractions, the bias with `kept_out`."""
+        layer = call.layer
+        bias = self.width(layer) if self.bias(layer) is not None else 0
+        return (self.multiply_adds(call, graph) * kept_in * kept_out,
+                self.kernel_size(layer) * kept_in * kept_out + bias * kept_out)
 
 
 def broadcast_compatible(shapes):

@@ -136,6 +136,11 @@ class ConvolutionRule(Produce):
         taps = int(np.prod(layer.kernel_size))
         return _positions(call, graph) * taps * (_in_channels(call, graph) // getattr(layer, "groups", 1)) * layer.filters
 
+    def cost(self, call, graph, kept_in, kept_out):
+        if self._multiplier(call, graph) is not None:  # depthwise-grouped: channel by channel
+            return self.multiply_adds(call, graph) * kept_in, self.parameters(call.layer) * kept_in
+        return super().cost(call, graph, kept_in, kept_out)
+
 
 class SpectralConvolutionRule(ConvolutionRule):
     """SpectralConv1D/2D/3D: the kept input rows and filters of φ, eigenvalues and masks."""
@@ -205,6 +210,19 @@ class SeparableRule(ConvolutionRule):
         taps = int(np.prod(layer.kernel_size))
         inner = _in_channels(call, graph) * layer.depth_multiplier
         return _positions(call, graph) * inner * (taps + layer.filters)
+
+    def parameters(self, layer):
+        return int(np.prod(layer.depthwise_kernel.shape)) + super().parameters(layer)
+
+    def cost(self, call, graph, kept_in, kept_out):
+        """The depthwise step scales with `kept_in`, the pointwise one with both."""
+        layer = call.layer
+        depthwise = int(np.prod(layer.depthwise_kernel.shape))
+        bias = layer.filters if self.bias(layer) is not None else 0
+        inner = _positions(call, graph) * _in_channels(call, graph) * layer.depth_multiplier
+        taps = int(np.prod(layer.kernel_size))
+        return (inner * (taps * kept_in + layer.filters * kept_in * kept_out),
+                depthwise * kept_in + self.kernel_size(layer) * kept_in * kept_out + bias * kept_out)
 
 
 class SpectralSeparableRule(SeparableRule):

@@ -1,11 +1,15 @@
-"""Rules of the per-channel layers with weights: BatchNormalization, PReLU, and
-`keras.applications`' LayerScale (ConvNeXt)."""
+"""Rules of the per-channel layers with weights: BatchNormalization, PReLU,
+`keras.applications`' LayerScale (ConvNeXt), and the normalizations over the feature axis
+(LayerNormalization, RMSNormalization: opaque as they are, per-feature once `spectralize`
+has made them masked ones that keep removed features out of their statistics)."""
 
 import keras
+import numpy as np
 
 from keras_spectral.cloning import clone_layer
-from keras_spectral.graph.rules.base import PerFeature, input_rank, register_rule
+from keras_spectral.graph.rules.base import Opaque, PerFeature, input_rank, register_rule
 from keras_spectral.graph.rules.weights import assign_sliced
+from keras_spectral.normalization import MaskedLayerNormalization, MaskedRMSNormalization
 
 
 class BatchNormalizationRule(PerFeature):
@@ -67,7 +71,39 @@ class LayerScaleRule(PerFeature):
         return new
 
 
+class MaskedNormalizationRule(PerFeature):
+    """MaskedLayerNormalization / MaskedRMSNormalization: feature by feature for the
+    pruning tools, which set its `feature_mask` when they remove a feature (so the
+    statistics leave it out); sliced to a narrower layer of the same class."""
+
+    masks = {"feature": "feature_mask"}
+
+    def feature_axis(self, layer):
+        return -1
+
+    def reason(self, call, graph, first):
+        return "it normalizes the last axis, but the channels are on axis 1" if first and input_rank(call, graph) > 2 else None
+
+    def slice(self, layer, keep_in, keep_out, input_shape, bias):
+        new = clone_layer(layer)
+        new.build(tuple(input_shape))
+        names = ("scale",) if isinstance(layer, MaskedRMSNormalization) else ("gamma", "beta")
+        assign_sliced(new, layer, names + ("feature_mask",), keep_in)
+        return new
+
+    def parameters(self, layer):
+        return sum(int(np.prod(w.shape)) for w in layer.weights if w is not layer.feature_mask)
+
+
+_NORMALIZED = ("it normalizes over the features, so removing one changes the others: convert it with "
+               "keras_spectral.spectralize (a masked normalization leaves removed features out of its statistics)")
+
+
 register_rule(keras.layers.BatchNormalization, BatchNormalizationRule())
+register_rule(keras.layers.LayerNormalization, Opaque(_NORMALIZED))
+register_rule(keras.layers.RMSNormalization, Opaque(_NORMALIZED))
+register_rule(MaskedLayerNormalization, MaskedNormalizationRule())
+register_rule(MaskedRMSNormalization, MaskedNormalizationRule())
 register_rule(keras.layers.PReLU, PReLURule())
 try:  # keras.applications' own per-channel layer (a private path of Keras)
     from keras.src.applications.convnext import LayerScale

@@ -1,0 +1,221 @@
+"""Transformers (#32): normalized residual streams (LayerNormalization / RMSNormalization
+over the features become masked normalizations under `spectralize`, so a pre-LN or post-LN
+transformer's stream, and ConvNeXt's, lose features exactly) and attention heads
+(`SpectralMultiHeadAttention`), on all backends."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_spectral as ks
+from keras_spectral.graph.groups import InnerGroup
+from keras_spectral.normalization import MaskedLayerNormalization, MaskedRMSNormalization
+
+from test_rules import assert_compacts_exactly, randomized
+
+
+def numpy(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def transformer_mlp(pre_norm=True, norm=keras.layers.LayerNormalization, blocks=2, width=16, seq=6):
+    """A token-mixing-free transformer stack: a Dense embedding, blocks of normalization
+    and a feed-forward network added to the stream, pooling and a Dense head."""
+    keras.utils.set_random_seed(0)
+    h = inputs = keras.Input((seq, 8))
+    h = keras.layers.Dense(width)(h)
+    for _ in range(blocks):
+        y = norm()(h) if pre_norm else h
+        y = keras.layers.Dense(2 * width, activation="gelu")(y)
+        y = keras.layers.Dense(width)(y)
+        h = keras.layers.Add()([h, y])
+        if not pre_norm:
+            h = norm()(h)
+    if pre_norm:
+        h = norm()(h)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    return keras.Model(inputs, keras.layers.Dense(3)(h))
+
+
+@pytest.mark.parametrize("layer", [keras.layers.LayerNormalization(), keras.layers.LayerNormalization(center=False),
+                                   keras.layers.RMSNormalization()])
+def test_masked_normalizations_match_the_plain_ones_and_skip_removed_features(layer):
+    x = np.random.default_rng(0).normal(1.0, 3.0, size=(4, 5, 8)).astype("float32")
+    layer(x)
+    for w in layer.weights:
+        w.assign(np.random.default_rng(1).normal(size=w.shape).astype("float32"))
+    masked_class = MaskedRMSNormalization if isinstance(layer, keras.layers.RMSNormalization) else MaskedLayerNormalization
+    masked = masked_class.from_layer(layer)
+    np.testing.assert_allclose(numpy(masked(x)), numpy(layer(x)), atol=1e-5)
+    keep = np.array([0, 2, 3, 5, 7])
+    mask = np.zeros(8, "float32")
+    mask[keep] = 1.0
+    masked.feature_mask.assign(mask)
+    narrow = type(layer).from_config(layer.get_config())
+    narrow.build((None, 5, 5))
+    for target, source in zip(narrow.weights, layer.weights):
+        target.assign(numpy(source)[keep])
+    out = numpy(masked(x))
+    np.testing.assert_allclose(out[..., keep], numpy(narrow(x[..., keep])), atol=1e-5)
+    assert not out[..., [1, 4, 6]].any()
+    with pytest.raises(ValueError, match="removed feature"):
+        masked.to_layer()
+    masked.feature_mask.assign(np.ones(8, "float32"))
+    np.testing.assert_allclose(numpy(masked.to_layer()(x)), numpy(layer(x)), atol=1e-5)
+
+
+def test_masked_normalization_round_trips_through_a_keras_file(tmp_path):
+    model = ks.spectralize(transformer_mlp())
+    ks.prune_nodes(model, fraction=0.5, score="l2")
+    path = str(tmp_path / "stream.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    x = np.random.default_rng(2).normal(size=(2, 6, 8)).astype("float32")
+    np.testing.assert_allclose(numpy(loaded(x)), numpy(model(x)), atol=1e-6)
+
+
+@pytest.mark.parametrize("pre_norm", [True, False])
+@pytest.mark.parametrize("norm", [keras.layers.LayerNormalization, keras.layers.RMSNormalization])
+def test_transformer_streams_prune_exactly(pre_norm, norm):
+    plain = transformer_mlp(pre_norm, norm)
+    spectral = randomized(plain)
+    stream = ks.node_groups(spectral)[0]
+    assert stream.prunable and stream.size == 16
+    assert {type(layer) for layer, _ in stream.passes} >= {MaskedRMSNormalization if norm is keras.layers.RMSNormalization
+                                                            else MaskedLayerNormalization}
+    small = assert_compacts_exactly(spectral)
+    served = ks.collapse(small)
+    assert not any(isinstance(layer, (MaskedLayerNormalization, MaskedRMSNormalization)) for layer in served.layers)
+    widths = {layer.name: layer.units for layer in served.layers if isinstance(layer, keras.layers.Dense)}
+    assert widths[plain.layers[1].name] == 8  # the stream halved
+
+
+def test_plain_normalizations_block_the_stream_with_one_short_reason():
+    plain = transformer_mlp()
+    stream = ks.node_groups(ks.spectralize(plain, layers=[plain.layers[1].name]))[0]
+    assert stream.removable  # spectralize converts the normalizations whatever `layers` picks
+    blocked = ks.node_groups(plain)[0]
+    assert not blocked.removable
+    assert blocked.reason.count("LayerNormalization") == 1, blocked.reason
+    assert "spectralize" in blocked.reason
+
+
+def test_convnext_stream_is_prunable_and_compacts_exactly():
+    model = keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), classes=4)
+    spectral = ks.spectralize(model)
+    groups = ks.node_groups(spectral)
+    share = sum(g.size for g in groups if g.prunable) / sum(g.size for g in groups)
+    assert share > 0.999  # all but the classifier's outputs
+    x = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+    ks.prune_nodes(spectral, fraction=0.5, score="l2")
+    masked = numpy(spectral(x))
+    small = ks.compact(spectral)
+    np.testing.assert_allclose(numpy(small(x)), masked, atol=1e-4 * np.abs(masked).max(), rtol=0)
+    assert ks.model_cost(small).parameters < 0.35 * ks.model_cost(model).parameters
+
+
+# --- attention heads ---------------------------------------------------------------------
+
+
+def attention_transformer(pre_norm=True, heads=4, width=16, seq=6, text=False):
+    """Two blocks of self-attention and a feed-forward network on a Dense-embedded stream
+    (pre-LN or post-LN), or the keras.io text classifier's layout (token and position
+    embeddings, one post-LN block, pooling, a Dense head) with `text=True`."""
+    keras.utils.set_random_seed(0)
+    if text:
+        inputs = keras.Input((seq,), dtype="int32")
+        tokens = keras.layers.Embedding(50, width)(inputs)
+        positions = keras.layers.Embedding(seq, width)(keras.ops.arange(seq))
+        h = tokens + positions  # as keras.io adds them (broadcast over the batch)
+        blocks = 1
+    else:
+        inputs = keras.Input((seq, 8))
+        h = keras.layers.Dense(width)(inputs)
+        blocks = 2
+    for _ in range(blocks):
+        y = keras.layers.LayerNormalization()(h) if pre_norm else h
+        y = keras.layers.MultiHeadAttention(heads, 8)(y, y)
+        h = keras.layers.Add()([h, keras.layers.Dropout(0.1)(y)])
+        h = h if pre_norm else keras.layers.LayerNormalization()(h)
+        y = keras.layers.LayerNormalization()(h) if pre_norm else h
+        y = keras.layers.Dense(2 * width, activation="relu")(y)
+        h = keras.layers.Add()([h, keras.layers.Dense(width)(y)])
+        h = h if pre_norm else keras.layers.LayerNormalization()(h)
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.LayerNormalization()(h) if pre_norm else h)
+    return keras.Model(inputs, keras.layers.Dense(3)(h))
+
+
+def _inputs(model, n=3):
+    rng = np.random.default_rng(1)
+    shape = model.input_shape[1:]
+    if model.inputs[0].dtype.startswith("int"):
+        return rng.integers(0, 50, size=(n, *shape)).astype("int32")
+    return rng.normal(size=(n, *shape)).astype("float32")
+
+
+def _heads(model):
+    return [g for g in ks.node_groups(model) if isinstance(g, InnerGroup)]
+
+
+@pytest.mark.parametrize("kind", ["pre_norm", "post_norm", "text"])
+@pytest.mark.parametrize("score", ["sum", "l2", "taylor"])
+def test_attention_heads_prune_and_compact_exactly(kind, score):
+    plain = attention_transformer(pre_norm=kind == "pre_norm", text=kind == "text")
+    x = _inputs(plain)
+    spectral = randomized(plain)
+    for v in spectral.weights:
+        if v.path.endswith("head_eigenvalues"):
+            v.assign(np.random.default_rng(3).uniform(0.5, 1.5, v.shape).astype("float32"))
+    heads = _heads(spectral)
+    assert heads and all(g.prunable and g.size == 4 for g in heads)
+    extra = {}
+    if score == "taylor":
+        extra = dict(data=(x, np.array([0, 1, 2])), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ks.prune_nodes(spectral, fraction=0.5, score=score, **extra)
+    masked = numpy(spectral(x))
+    small = ks.compact(spectral)
+    served = ks.collapse(small)
+    scale = np.abs(masked).max()
+    for other in (small, served):
+        np.testing.assert_allclose(numpy(other(x)), masked, atol=1e-5 * scale, rtol=0)
+    attention = [layer for layer in served.layers if isinstance(layer, keras.layers.MultiHeadAttention)]
+    assert attention and all(type(layer) is keras.layers.MultiHeadAttention and layer._num_heads == 2 for layer in attention)
+    cost = ks.model_cost(spectral, pruned=True)
+    assert cost == (ks.multiply_adds(served), served.count_params())
+
+
+def test_head_scores_and_conversion():
+    plain = attention_transformer()
+    x = _inputs(plain)
+    spectral = ks.spectralize(plain)
+    np.testing.assert_allclose(numpy(spectral(x)), numpy(plain(x)), atol=1e-5)
+    attention = [layer for layer in spectral.layers if isinstance(layer, ks.SpectralMultiHeadAttention)][0]
+    attention.head_eigenvalues.assign(np.array([0.5, -2.0, 1.0, 0.1], "float32"))
+    scores = ks.node_scores(spectral, "sum")
+    np.testing.assert_allclose(scores[f"{attention.name}/heads"], [0.5, 2.0, 1.0, 0.1])
+    # L1: each head's query, key and value columns and its (scaled) output rows.
+    l1 = ks.node_scores(spectral, "l1")[f"{attention.name}/heads"]
+    q, k, v = (numpy(d.kernel) for d in (attention._query_dense, attention._key_dense, attention._value_dense))
+    o = numpy(attention._output_dense.kernel)
+    head = 1
+    hand = (np.abs(q[:, head]).sum() + np.abs(k[:, head]).sum() + np.abs(v[:, head]).sum()
+            + 2.0 * np.abs(o[head]).sum())
+    assert l1[head] == pytest.approx(hand, rel=1e-5)
+    # A plain MultiHeadAttention's heads are listed, not prunable, and say why.
+    plain_heads = _heads(plain)
+    assert plain_heads and not plain_heads[0].prunable and "spectralize" in plain_heads[0].reason
+
+
+def test_spectral_attention_saves_and_loads(tmp_path):
+    spectral = ks.spectralize(attention_transformer())
+    ks.prune_nodes(spectral, fraction=0.5, score="l2")
+    path = str(tmp_path / "attention.keras")
+    spectral.save(path)
+    loaded = keras.saving.load_model(path)
+    x = _inputs(spectral)
+    np.testing.assert_allclose(numpy(loaded(x)), numpy(spectral(x)), atol=1e-6)
+    small = ks.compact(loaded)
+    small.save(str(tmp_path / "small.keras"))
+    again = keras.saving.load_model(str(tmp_path / "small.keras"))
+    np.testing.assert_allclose(numpy(again(x)), numpy(spectral(x)), atol=1e-5)
