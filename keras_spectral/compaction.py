@@ -117,7 +117,8 @@ def _folded_bias(layer, bias, gone_in, read):
     if not folded.any():
         return bias
     values = read[:, folded]
-    if rule_for(layer).spatial or not np.allclose(values, values[:1], rtol=1e-6, atol=1e-7):
+    rule = rule_for(layer)
+    if rule.spatial or not rule.folds or not np.allclose(values, values[:1], rtol=1e-6, atol=1e-7):
         if np.all(values == 0):
             return bias
         raise ValueError(
@@ -128,7 +129,7 @@ def _folded_bias(layer, bias, gone_in, read):
             f"which mask the spectral layers that read them; convert '{layer.name}' with "
             "keras_spectral.spectralize if it is not spectral; or give the model a fixed input size."
         )
-    kernel = numpy(rule_for(layer).kernel(layer))
+    kernel = numpy(rule.kernel(layer))
     return bias + values[0] @ kernel[folded]
 
 
@@ -220,11 +221,8 @@ def compact(model, eigenvectors=None, drop_inputs=False):
         gone_out = removed_out.get(id(layer))
         rule = rule_for(layer)
         change_mode = isinstance(layer, SpectralDense) and eigenvectors
-        if id(layer) in kept_inner:  # heads removed; its features stay
-            shape_args = (np.arange(0), np.arange(0), shape, None)
-            replacements[id(layer)] = _sliced(rule, layer, shape_args, keep_heads=kept_inner[id(layer)])
-            continue
-        if gone_in is None and gone_out is None and not change_mode:
+        inner = {"keep_heads": kept_inner[id(layer)]} if id(layer) in kept_inner else {}
+        if gone_in is None and gone_out is None and not change_mode and not inner:
             replacements[id(layer)] = None  # copied as it is, weights set after the rebuild
             continue
         axis = rule.feature_axis(layer)
@@ -240,7 +238,7 @@ def compact(model, eigenvectors=None, drop_inputs=False):
             arguments = (keep_in, keep_out, shape, bias[keep_out] if use_bias else None)
         else:
             arguments = (keep_in, keep_in, shape, None)
-        replacements[id(layer)] = _sliced(rule, layer, arguments + ((eigenvectors,) if change_mode else ()))
+        replacements[id(layer)] = _sliced(rule, layer, arguments + ((eigenvectors,) if change_mode else ()), **inner)
 
     copies = []
 

@@ -157,8 +157,18 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
         if _maskable_normalization(layer):
             converted[id(layer)] = MASKED_NORMALIZATIONS[type(layer)].from_layer(layer)
         elif type(layer) is keras.layers.MultiHeadAttention and layer.built:
-            converted[id(layer)] = SpectralMultiHeadAttention.from_layer(layer)
+            converted[id(layer)] = SpectralMultiHeadAttention.from_layer(layer, _self_attention_only(layer))
     return replace_layers(model, lambda layer: converted.get(id(layer)))
+
+
+def _self_attention_only(layer):
+    """Whether every call of the attention `layer` passes one tensor as query, value and key."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    def one_tensor(node):
+        args = node.arguments
+        given = list(args.args[:3]) + [args.kwargs.get(k) for k in ("query", "value", "key")]
+        return len({id(t) for t in given if isinstance(t, keras.KerasTensor)}) == 1
+    return bool(nodes) and all(one_tensor(node) for node in nodes)
 
 
 def _maskable_normalization(layer):

@@ -113,7 +113,7 @@ def _from_plain(cls, layer):
     new = cls.from_config(layer.get_config())
     new.build((None,) * max(axes[0], 1) + (layer.weights[0].shape[-1],))
     for target, source in zip(new.weights, layer.weights):
-        target.assign(source)
+        target.assign(ops.convert_to_numpy(source))  # a copy, never a shared buffer
     return new
 
 
@@ -128,7 +128,7 @@ def _to_plain(layer, plain):
     new = plain.from_config(layer.get_config())
     new.build((None, mask.shape[0]))
     for target, source in zip(new.weights, layer.weights):
-        target.assign(source)
+        target.assign(ops.convert_to_numpy(source))
     return new
 
 

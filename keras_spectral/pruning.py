@@ -128,7 +128,8 @@ def prune_nodes(
         max_fraction: At most this fraction of any group's nodes is removed (Torch-Pruning's
             `max_pruning_ratio`); a group always keeps one node.
         ignored_layers: Layers (or their names) whose output nodes are kept: the groups
-            they produce are not pruned (as Torch-Pruning's `ignored_layers`).
+            they produce are not pruned (as Torch-Pruning's `ignored_layers`); node group
+            names are accepted too (e.g. `"attention/heads"` keeps a layer's heads only).
         round_to: The nodes each pruned group keeps are a multiple of this (or all of
             them), e.g. 8 for fast kernels; the budget is then reached within `round_to`
             nodes per group.
@@ -246,15 +247,20 @@ def _selected(model, groups, fraction, ignored_layers):
         groups = [g for g in groups if any(name in fraction for name in _names(g))]
     if ignored_layers:
         names = set()
+        layer_names = {layer.name for layer in model._flatten_layers(include_self=False)}
         for item in ignored_layers if isinstance(ignored_layers, (list, tuple, set)) else [ignored_layers]:
             name = item if isinstance(item, str) else getattr(item, "name", None)
-            if name is None or not any(layer.name == name for layer in model._flatten_layers(include_self=False)):
+            if name is None or (name not in layer_names and name not in known):
                 raise ValueError(
-                    "Received an invalid value for `ignored_layers`, expected layers of the model or their "
-                    f"names. Received: {item!r}, which is not a layer of model '{model.name}'"
+                    "Received an invalid value for `ignored_layers`, expected layers of the model, their "
+                    f"names, or node group names. Received: {item!r}, which is neither a layer nor a node "
+                    f"group of model '{model.name}'"
                 )
             names.add(name)
-        groups = [g for g in groups if not any(p.name in names for p in g.producers)]
+        # A group is kept whole when its name or any of its producers is ignored (an
+        # attention layer's heads are named "<layer>/heads": ignoring the layer keeps
+        # both the features it makes and its heads).
+        groups = [g for g in groups if not any(name in names for name in _names(g))]
     return groups
 
 

@@ -1,11 +1,12 @@
-"""The layers that carry eigenvalues and node masks: `SpectralDense` and the spectral
-convolutions (one eigenvalue and one mask entry per input and per output feature or
-channel, under the same weight names)."""
+"""The layers that carry eigenvalues and node masks: `SpectralDense`, the spectral
+convolutions and `SpectralMultiHeadAttention` (one eigenvalue and one mask entry per input
+and per output feature or channel, under the same weight names)."""
 
+from keras_spectral.attention import SpectralMultiHeadAttention
 from keras_spectral.convolutional import _SpectralConv
 from keras_spectral.layers import SpectralDense
 
-SPECTRAL_LAYERS = (SpectralDense, _SpectralConv)
+SPECTRAL_LAYERS = (SpectralDense, _SpectralConv, SpectralMultiHeadAttention)
 
 
 def is_spectral(layer):

@@ -169,6 +169,10 @@ def test_attention_heads_prune_and_compact_exactly(kind, score):
             v.assign(np.random.default_rng(3).uniform(0.5, 1.5, v.shape).astype("float32"))
     heads = _heads(spectral)
     assert heads and all(g.prunable and g.size == 4 for g in heads)
+    stream = ks.node_groups(spectral)[0]
+    # Self-attention reads and writes the stream like a Dense layer; the text model's
+    # stream starts at the embeddings, which hold no masks.
+    assert stream.prunable == (kind != "text"), stream.reason
     extra = {}
     if score == "taylor":
         extra = dict(data=(x, np.array([0, 1, 2])), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -181,6 +185,9 @@ def test_attention_heads_prune_and_compact_exactly(kind, score):
         np.testing.assert_allclose(numpy(other(x)), masked, atol=1e-5 * scale, rtol=0)
     attention = [layer for layer in served.layers if isinstance(layer, keras.layers.MultiHeadAttention)]
     assert attention and all(type(layer) is keras.layers.MultiHeadAttention and layer._num_heads == 2 for layer in attention)
+    if kind != "text":  # the stream halved: attention reads and writes 8 features
+        assert all(layer._query_dense.kernel.shape[0] == 8 and layer._output_dense.kernel.shape[-1] == 8
+                   for layer in attention)
     cost = ks.model_cost(spectral, pruned=True)
     assert cost == (ks.multiply_adds(served), served.count_params())
 
@@ -207,6 +214,27 @@ def test_head_scores_and_conversion():
     assert plain_heads and not plain_heads[0].prunable and "spectralize" in plain_heads[0].reason
 
 
+def test_cross_attention_keeps_its_features_and_loses_heads():
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((5, 8)), keras.Input((7, 6))
+    query = keras.layers.Dense(8)(a)
+    context = keras.layers.Dense(6)(b)
+    y = keras.layers.MultiHeadAttention(2, 4)(query, context)
+    model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Flatten()(y)))
+    spectral = randomized(model)
+    groups = {g.name: g for g in ks.node_groups(spectral)}
+    assert not groups[spectral.layers[2].name].removable
+    assert "cross-attention" in groups[spectral.layers[2].name].reason
+    heads = _heads(spectral)[0]
+    assert heads.prunable
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(2, 5, 8)).astype("float32"), rng.normal(size=(2, 7, 6)).astype("float32")]
+    ks.prune_nodes(spectral, fraction={heads.name: 0.5}, score="l2")
+    masked = numpy(spectral(x))
+    served = ks.collapse(ks.compact(spectral))
+    np.testing.assert_allclose(numpy(served(x)), masked, atol=1e-5 * np.abs(masked).max(), rtol=0)
+
+
 def test_spectral_attention_saves_and_loads(tmp_path):
     spectral = ks.spectralize(attention_transformer())
     ks.prune_nodes(spectral, fraction=0.5, score="l2")
@@ -219,3 +247,68 @@ def test_spectral_attention_saves_and_loads(tmp_path):
     small.save(str(tmp_path / "small.keras"))
     again = keras.saving.load_model(str(tmp_path / "small.keras"))
     np.testing.assert_allclose(numpy(again(x)), numpy(spectral(x)), atol=1e-5)
+
+
+def test_einsum_dense_on_the_last_axis_is_a_producer_and_others_are_opaque():
+    keras.utils.set_random_seed(0)
+    x = inputs = keras.Input((5, 6))
+    x = keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 12), bias_axes="d", activation="relu",
+                                 name="up")(x)
+    x = keras.layers.EinsumDense("...c,cd->...d", output_shape=10, name="mid")(x)
+    x = keras.layers.Dense(4, name="down")(x)
+    y = keras.layers.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3), name="split_heads")(x)
+    model = keras.Model(inputs, [x, keras.layers.Flatten()(y)])
+    spectral = randomized(model)
+    groups = {g.name: g for g in ks.node_groups(spectral)}
+    assert groups["mid"].prunable  # masked in its spectral reader
+    assert groups["up"].removable and not groups["up"].prunable  # read by a plain EinsumDense: no masks
+    assert "equation 'abc,cde->abde'" in groups["down"].reason
+    x_in = np.random.default_rng(0).normal(size=(3, 5, 6)).astype("float32")
+    ks.prune_nodes(spectral, fraction={"mid": 0.3}, score="l2")
+    masked = [numpy(t) for t in spectral(x_in)]
+    small = ks.compact(spectral)
+    assert small.get_layer("mid").kernel.shape == (12, 7) and small.get_layer("down").kernel.shape == (7, 4)
+    for got, want in zip(small(x_in), masked):
+        np.testing.assert_allclose(numpy(got), want, atol=1e-5 * np.abs(want).max(), rtol=0)
+    assert ks.model_cost(spectral, pruned=True) == (ks.multiply_adds(ks.collapse(small)), ks.collapse(small).count_params())
+
+
+def test_vit_patches_merged_by_reshape_keep_the_stream_prunable():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(16, 4, strides=4, name="patchify")(inputs)  # (4, 4, 16)
+    h = keras.layers.Reshape((16, 16))(h)  # 16 patches of 16 features
+    y = keras.layers.LayerNormalization()(h)
+    h = keras.layers.Add()([h, keras.layers.MultiHeadAttention(4, 4)(y, y)])
+    y = keras.layers.LayerNormalization()(h)
+    h = keras.layers.Add()([h, keras.layers.Dense(16)(keras.layers.Dense(32, activation="gelu")(y))])
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.LayerNormalization()(h))
+    model = keras.Model(inputs, keras.layers.Dense(3)(h))
+    spectral = randomized(model)
+    stream = {g.name: g for g in ks.node_groups(spectral)}["patchify"]
+    assert stream.prunable, stream.reason
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    small = assert_compacts_exactly(spectral, x=x)
+    assert small.get_layer("patchify").filters == 8
+
+
+def test_heads_and_feed_forward_prune_during_fit_and_groups_can_be_ignored():
+    plain = attention_transformer()
+    model = ks.spectralize(plain)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 6, 8)).astype("float32"), rng.integers(0, 3, 32)
+    stream = ks.node_groups(model)[0].name
+    pruning = ks.EigenvaluePruning(ks.PolynomialDecay(0.0, 0.5, begin_epoch=0, end_epoch=1), score="l2",
+                                   ignored_layers=[stream])
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[pruning], verbose=0)
+    sparsity = ks.node_sparsity(model)
+    assert sparsity[stream] == 0.0
+    assert all(value == 0.5 for name, value in sparsity.items() if name != stream)
+    heads = [g.name for g in _heads(model)]
+    only_stream = ks.spectralize(plain)
+    ks.prune_nodes(only_stream, fraction=0.25, score="l2", ignored_layers=heads + [
+        g.name for g in ks.node_groups(only_stream)[1:3]])
+    sparsity = ks.node_sparsity(only_stream)
+    assert sparsity[stream] == 0.25 and all(sparsity[name] == 0.0 for name in heads)
+    np.testing.assert_allclose(numpy(ks.compact(model)(x)), numpy(model(x)), atol=1e-4)

@@ -102,14 +102,12 @@ class PrunedCost:
             for side, gi, entries in terms:
                 gone[side] += int(entries[removed[gi]].sum())
             inner = [len(entries) for side, _, entries in terms if side == "inner"]
-            if inner:  # a layer with nodes inside (attention heads); its features stay
-                call_macs, call_params = rule.inner_cost(call, graph, 1.0 - gone["inner"] / inner[0])
-                yield call, call_macs, call_params if first else 0
-                continue
+            # A layer with nodes inside (attention heads) is told the fraction it keeps.
+            extra = {"kept_heads": 1.0 - gone["inner"] / inner[0]} if inner else {}
             kept_in = 1.0 - (gone["in"] + gone["pass"]) / n_in
             # A per-feature layer keeps the features it reads; a producer its own.
             kept_out = kept_in if passes else (1.0 - gone["out"] / n_out if n_out else 1.0)
-            call_macs, call_params = rule.cost(call, graph, kept_in, kept_out)
+            call_macs, call_params = rule.cost(call, graph, kept_in, kept_out, **extra)
             yield call, call_macs, call_params if first else 0
 
 

@@ -157,6 +157,9 @@ class NodeGroup:
             targets += [(p, "out", rows) for p, rows in self.produced]
         if holders == "consumers" or self.channels:
             targets += [(c, "in", rows) for c, rows in self.consumers if is_spectral(c)]
+        else:  # readers that cannot fold a removed input's constant into a bias mask it
+            targets += [(c, "in", rows) for c, rows in self.consumers
+                        if is_spectral(c) and not getattr(rules.rule_for(c), "folds", True)]
         # Per-feature layers with masks of their own (masked normalizations): always set.
         targets += [(layer, "feature", rows) for layer, rows in self.passes if "feature" in rules.rule_for(layer).masks]
         return targets

@@ -77,10 +77,11 @@ class Rule:
         masks: `{kind: attribute name}` of masks the layer holds of its own, that removing
             a node sets to 0: `"feature"` for a per-feature layer's mask of its features
             (a masked normalization), `"heads"` for a layer's inner nodes (attention heads).
-        inner_size(layer), inner_scores(layer, score), inner_cost(call, graph, kept):
-            for a layer that holds a node group inside (attention heads; see
+        inner_size(layer), inner_scores(layer, score), holds_masks(layer), and `cost`'s
+            `kept_heads`: for a layer that holds a node group inside (attention heads; see
             `keras_spectral.graph.groups.InnerGroup`): its number of nodes, their scores
-            by a weight criterion, and the call's cost with the fraction `kept` left.
+            by a weight criterion, whether it holds their masks, and the call's cost with
+            the fraction `kept_heads` left.
         multiply_adds(call, graph): multiply-adds of one sample through the call.
         parameters(layer): the layer's parameters as served (all its weights; a producer
             counts its kernel and bias, so a spectral layer counts as the plain layer it
@@ -208,10 +209,13 @@ class Produce(Rule):
     Attributes:
         spatial: Whether the features are channels read over positions (convolutions):
             a removed channel's constant cannot be folded into a reader's bias.
+        folds: Whether a removed input's constant value can be folded into the bias
+            through `kernel` rows (False for attention: such readers mask the input).
     """
 
     role = PRODUCE
     spatial = False
+    folds = True  # a removed input's constant can be folded into the bias (`kernel` rows)
 
     def produces(self, layer):
         return True

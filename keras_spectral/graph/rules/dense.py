@@ -1,4 +1,6 @@
-"""Rules of the fully connected layers: `keras.layers.Dense` and `SpectralDense`."""
+"""Rules of the fully connected layers: `keras.layers.Dense`, `SpectralDense`, and
+`keras.layers.EinsumDense` where its equation is a Dense on the last axis
+(`"...c,cd->...d"`, `"abc,cd->abd"`, with a bias on `d` or none)."""
 
 import keras
 import numpy as np
@@ -71,5 +73,48 @@ class SpectralDenseRule(DenseRule):
         return with_spectral_state(new, layer, keep_in, keep_out, bias)
 
 
+def _last_axis_equation(layer):
+    """`(input letters, kernel letters, output letters)` when the EinsumDense equation
+    multiplies the last axis by a `(in, out)` kernel and keeps the others, else None."""
+    try:
+        inputs, output = layer.equation.replace(" ", "").split("->")
+        x, kernel = inputs.split(",")
+    except ValueError:
+        return None
+    if len(kernel) != 2 or not x or x[-1] != kernel[0] or output != x[:-1] + kernel[1] or kernel[1] in x:
+        return None
+    if layer.bias_axes not in (None, kernel[1]):
+        return None
+    return x, kernel, output
+
+
+class EinsumDenseRule(DenseRule):
+    """EinsumDense with a Dense-like equation: reads the last axis, makes `kernel.shape[-1]`
+    features; any other equation is opaque."""
+
+    def width(self, layer):
+        return int(layer.kernel.shape[-1])
+
+    def flow(self, call, graph, first):
+        if _last_axis_equation(call.layer) is None:
+            return OPAQUE, (f"reaches {describe(call.layer)}, whose equation '{call.layer.equation}' (bias_axes "
+                            f"{call.layer.bias_axes!r}) is not a Dense on the last axis")
+        return super().flow(call, graph, first)
+
+    def bias(self, layer):
+        return getattr(layer, "bias", None)
+
+    def slice(self, layer, keep_in, keep_out, input_shape, bias):
+        shape = layer.get_config()["output_shape"]
+        shape = tuple(shape[:-1]) + (len(keep_out),) if isinstance(shape, (list, tuple)) else len(keep_out)
+        new = clone_layer(layer, output_shape=shape, bias_axes=_last_axis_equation(layer)[1][1] if bias is not None else None)
+        new.build(tuple(input_shape[:-1]) + (len(keep_in),))
+        new.kernel.assign(numpy(layer.kernel)[np.ix_(keep_in, keep_out)])
+        if bias is not None:
+            new.bias.assign(bias)
+        return new
+
+
 register_rule(keras.layers.Dense, DenseRule())
+register_rule(keras.layers.EinsumDense, EinsumDenseRule())
 register_rule(SpectralDense, SpectralDenseRule())

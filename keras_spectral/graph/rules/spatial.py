@@ -66,14 +66,22 @@ class FlattenRule(Relay):
 
 
 def unit_axes_moved(call, graph, first):
-    """For a reshape-like call: `(True, output_first)` when only axes of size 1 come or go
-    and the feature axis stays first or last, else `(False, reason)`."""
+    """For a reshape-like call: `(True, output_first)` when the feature axis stays whole at
+    the same end (last, or first for channels first) and only the other axes change
+    (axes of size 1 come or go, positions merge or split: a ViT's patches `(H, W, C)` →
+    `(H·W, C)`), else `(False, reason)`."""
     before = tuple(graph.tensors[call.inputs[0]].shape[1:])
     after = tuple(graph.tensors[call.outputs[0]].shape[1:])
     if None in before or None in after:
         return False, "its shapes have dimensions of unknown size"
+    if len(before) > 1 and len(after) > 1:
+        end = 0 if first else -1
+        rest = (lambda shape: shape[1:]) if first else (lambda shape: shape[:-1])
+        if before[end] == after[end] != 1 and np.prod(rest(before)) == np.prod(rest(after)):
+            return True, bool(first)
     if [d for d in before if d != 1] != [d for d in after if d != 1]:
-        return False, f"it reshapes {before} into {after}, not only adding or removing axes of size 1"
+        return False, (f"it reshapes {before} into {after}, not only adding or removing axes of size 1 or "
+                       "merging positions")
     features = before[0] if first and len(before) > 1 else before[-1]
     if after[-1] == features and (features != 1):
         return True, False
@@ -84,7 +92,7 @@ def unit_axes_moved(call, graph, first):
 
 class UnitAxesRule(Rule):
     """A reshape-like layer or operation: features kept where only axes of size 1 are
-    added or removed."""
+    added or removed, or positions merged or split, the feature axis whole at its end."""
 
     def flow(self, call, graph, first):
         ok, detail = unit_axes_moved(call, graph, first)
