@@ -115,7 +115,7 @@ class EigenvaluePruning(keras.callbacks.Callback):
         if score == "taylor" and data is None:
             raise ValueError("score='taylor' needs `data`: (x, y) arrays or batches whose loss gradients rank the nodes.")
         self._check_guard(monitor, max_drop, baseline, on_drop, mode)
-        self.schedule = schedule
+        self.schedule = schedule  # as given (in epochs, or steps); `timing` is it in steps
         self.threshold = threshold
         self.timing = schedule or PruningSchedule(
             0 if begin_step is None else begin_step,
@@ -159,11 +159,12 @@ class EigenvaluePruning(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         prunable_groups(self.model, self.score)  # fail early on an unsupported model
-        self.timing = self.timing.in_steps(self.params.get("steps") if self.params else None)
+        # Epochs become steps at every fit (the steps per epoch may differ between fits).
+        given = self.schedule if self.schedule is not None else self.timing
+        self.timing = given.in_steps(self.params.get("steps") if self.params else None)
         if self.schedule is not None:
-            self.schedule = self.timing
             if self.options["budget"] != "nodes":  # refuse an unreachable budget now, not mid-run
-                final = max(self.schedule.sparsity_at(s) for s in (self.schedule.begin_step, self.schedule.end_step))
+                final = max(self.timing.sparsity_at(s) for s in (self.timing.begin_step, self.timing.end_step))
                 _plan(self.model, **{**self._prune_options(final), "score": "l2" if self.score == "taylor" else self.score,
                                      "data": None, "loss": None, "warn": False})
         self._step = None
@@ -186,7 +187,7 @@ class EigenvaluePruning(keras.callbacks.Callback):
         if not due or self.stopped_reason is not None:
             return
         _sync_jax_state(self.model)
-        fraction = None if self.threshold is not None else self.schedule.sparsity_at(step)
+        fraction = None if self.threshold is not None else self.timing.sparsity_at(step)
         try:
             sparsity = prune_nodes(self.model, **self._prune_options(fraction))
         except NonFiniteScoresError as error:

@@ -251,7 +251,7 @@ def test_callback_reaches_a_cost_budget_given_in_epochs():
     pruning = ks.EigenvaluePruning(PolynomialDecay(0.0, 0.4, begin_epoch=0, end_epoch=2), score="l2",
                                    budget="multiply_adds", scope="global")
     model = _fit_with([pruning], epochs=3)
-    assert pruning.schedule.end_step == 8  # 2 epochs of 4 steps
+    assert pruning.timing.end_step == 8  # 2 epochs of 4 steps
     reached = 1 - ks.model_cost(model, pruned=True).multiply_adds / ks.model_cost(model).multiply_adds
     assert reached >= 0.4
     with pytest.raises(ks.BudgetError):
