@@ -8,6 +8,7 @@ from keras_spectral.export import collapse
 from keras_spectral.attention import SpectralMultiHeadAttention
 from keras_spectral.budgets import BudgetError
 from keras_spectral.graph import ModelCost, model_cost, multiply_adds, node_groups, register_rule, rules
+from keras_spectral.embedding import SpectralEmbedding
 from keras_spectral.layers import SpectralDense
 from keras_spectral.normalization import MaskedLayerNormalization, MaskedRMSNormalization
 from keras_spectral.callbacks import EigenvaluePruning
@@ -27,6 +28,7 @@ __all__ = [
     "SpectralSeparableConv1D",
     "SpectralSeparableConv2D",
     "SpectralMultiHeadAttention",
+    "SpectralEmbedding",
     "MaskedLayerNormalization",
     "MaskedRMSNormalization",
     "EigenvaluePruning",

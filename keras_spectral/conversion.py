@@ -18,6 +18,7 @@ import keras
 
 from keras_spectral import eigenvectors as eigenvector_modes
 from keras_spectral.attention import SpectralMultiHeadAttention
+from keras_spectral.embedding import SpectralEmbedding
 from keras_spectral.cloning import replace_layers
 from keras_spectral.convolutional import CONV_MODES, PADDINGS, SPECTRAL_CONVS
 from keras_spectral.layers import SpectralDense
@@ -98,8 +99,9 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
     the same outputs; every LayerNormalization and RMSNormalization over the last axis
     becomes a `MaskedLayerNormalization` / `MaskedRMSNormalization` (same outputs; it lets
     a normalized stream lose features exactly), and every MultiHeadAttention a
-    `SpectralMultiHeadAttention` (one eigenvalue and mask per head, same outputs); every
-    other layer (and `keras.ops` operation) is copied with its weights.
+    `SpectralMultiHeadAttention` (one eigenvalue and mask per head, same outputs), and
+    every Embedding a `SpectralEmbedding` (same outputs); every other layer (and
+    `keras.ops` operation) is copied with its weights.
 
     Args:
         model: A built Sequential or functional model (nested models, several inputs and
@@ -158,6 +160,9 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
             converted[id(layer)] = MASKED_NORMALIZATIONS[type(layer)].from_layer(layer)
         elif type(layer) is keras.layers.MultiHeadAttention and layer.built:
             converted[id(layer)] = SpectralMultiHeadAttention.from_layer(layer, _self_attention_only(layer))
+        elif (type(layer) is keras.layers.Embedding and layer.built and not layer.quantization_mode
+              and not layer.lora_enabled):
+            converted[id(layer)] = SpectralEmbedding.from_layer(layer)
     return replace_layers(model, lambda layer: converted.get(id(layer)))
 
 

@@ -12,6 +12,7 @@ from keras import ops
 
 from keras_spectral.attention import SpectralMultiHeadAttention
 from keras_spectral.cloning import replace_layers
+from keras_spectral.embedding import SpectralEmbedding
 from keras_spectral.graph.model_graph import functional_of
 from keras_spectral.convolutional import _SpectralConv
 from keras_spectral.layers import SpectralDense
@@ -25,7 +26,7 @@ def _plain(layer):
         return layer.to_conv()
     if isinstance(layer, (MaskedLayerNormalization, MaskedRMSNormalization)) and ops.convert_to_numpy(layer.feature_mask).all():
         return layer.to_layer()  # with removed features it stays masked (compact first)
-    if isinstance(layer, SpectralMultiHeadAttention):
+    if isinstance(layer, (SpectralMultiHeadAttention, SpectralEmbedding)):
         return layer.to_layer()
     return None
 

@@ -312,3 +312,32 @@ def test_heads_and_feed_forward_prune_during_fit_and_groups_can_be_ignored():
     sparsity = ks.node_sparsity(only_stream)
     assert sparsity[stream] == 0.25 and all(sparsity[name] == 0.0 for name in heads)
     np.testing.assert_allclose(numpy(ks.compact(model)(x)), numpy(model(x)), atol=1e-4)
+
+
+def test_a_stream_that_starts_at_an_embedding_prunes_exactly(tmp_path):
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((6,), dtype="int32")
+    h = keras.layers.Embedding(50, 16, name="tokens")(ids)
+    y = keras.layers.LayerNormalization()(h)
+    h = keras.layers.Add()([h, keras.layers.MultiHeadAttention(4, 8)(y, y)])
+    y = keras.layers.LayerNormalization()(h)
+    h = keras.layers.Add()([h, keras.layers.Dense(16)(keras.layers.Dense(32, activation="relu")(y))])
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.LayerNormalization()(h))
+    plain = keras.Model(ids, keras.layers.Dense(3)(h))
+    x = np.random.default_rng(0).integers(0, 50, size=(4, 6)).astype("int32")
+    spectral = ks.spectralize(plain)
+    np.testing.assert_allclose(numpy(spectral(x)), numpy(plain(x)), atol=1e-5)
+    assert isinstance(spectral.get_layer("tokens"), ks.SpectralEmbedding)
+    spectral = randomized(plain)
+    stream = ks.node_groups(spectral)[0]
+    assert stream.name == "tokens" and stream.prunable
+    ks.prune_nodes(spectral, fraction=0.5, score="l2")
+    masked = numpy(spectral(x))
+    small = ks.compact(spectral)
+    served = ks.collapse(small)
+    for other in (small, served):
+        np.testing.assert_allclose(numpy(other(x)), masked, atol=1e-5 * np.abs(masked).max(), rtol=0)
+    assert type(served.get_layer("tokens")) is keras.layers.Embedding
+    assert served.get_layer("tokens").output_dim == 8
+    spectral.save(str(tmp_path / "embedded.keras"))
+    np.testing.assert_allclose(numpy(keras.saving.load_model(str(tmp_path / "embedded.keras"))(x)), masked, atol=1e-6)

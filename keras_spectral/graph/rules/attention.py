@@ -50,7 +50,7 @@ class AttentionRule(Produce):
             return OPAQUE, f"reaches {describe(layer)}: it reads the last axis, but the features are on axis 1"
         if len(layer._output_dense.kernel.shape) != 3:
             return OPAQUE, f"reaches {describe(layer)}, whose output_shape has several axes"
-        if isinstance(layer, SpectralMultiHeadAttention) and not layer.self_attention:
+        if not layer.self_attention:
             return OPAQUE, (f"reaches {describe(layer)}, made without self_attention=True: convert the model "
                             "again with keras_spectral.spectralize")
         return PRODUCE, None

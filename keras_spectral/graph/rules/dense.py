@@ -1,6 +1,8 @@
-"""Rules of the fully connected layers: `keras.layers.Dense`, `SpectralDense`, and
+"""Rules of the fully connected layers: `keras.layers.Dense`, `SpectralDense`,
 `keras.layers.EinsumDense` where its equation is a Dense on the last axis
-(`"...c,cd->...d"`, `"abc,cd->abd"`, with a bias on `d` or none)."""
+(`"...c,cd->...d"`, `"abc,cd->abd"`, with a bias on `d` or none), and the embedding
+tables (`keras.layers.Embedding`, `SpectralEmbedding`: a Dense on one-hot tokens, which
+produces features and reads none)."""
 
 import keras
 import numpy as np
@@ -10,6 +12,7 @@ from keras_spectral.cloning import clone_layer
 from keras_spectral.eigenvectors import _constant
 from keras_spectral.graph.rules.base import OPAQUE, PRODUCE, Produce, describe, input_rank, register_rule
 from keras_spectral.graph.rules.weights import build_with_eigenvectors, numpy, with_spectral_state
+from keras_spectral.embedding import SpectralEmbedding
 from keras_spectral.layers import SpectralDense
 
 
@@ -115,6 +118,42 @@ class EinsumDenseRule(DenseRule):
         return new
 
 
+class EmbeddingRule(Produce):
+    """Embedding: produces `output_dim` features from token ids (no features read)."""
+
+    def width(self, layer):
+        return layer.output_dim
+
+    def flow(self, call, graph, first):
+        return PRODUCE, None
+
+    def output_first(self, call, graph, first):
+        return False
+
+    def feature_axis(self, layer):
+        return -1
+
+    def kernel(self, layer):
+        return layer.table if isinstance(layer, SpectralEmbedding) else layer.embeddings
+
+    def bias(self, layer):
+        return None
+
+    def slice(self, layer, keep_in, keep_out, input_shape, bias):
+        """The kept features' columns (every token stays)."""
+        new = clone_layer(layer, output_dim=len(keep_out))
+        new.build()
+        new._embeddings.assign(numpy(layer.embeddings)[:, keep_out])
+        if isinstance(layer, SpectralEmbedding):
+            new.eigenvalues_in.assign(numpy(layer.eigenvalues_in))
+            new.eigenvalues_in_mask.assign(numpy(layer.eigenvalues_in_mask))
+            new.eigenvalues_out.assign(numpy(layer.eigenvalues_out)[keep_out])
+            new.eigenvalues_out_mask.assign(numpy(layer.eigenvalues_out_mask)[keep_out])
+        return new
+
+
 register_rule(keras.layers.Dense, DenseRule())
 register_rule(keras.layers.EinsumDense, EinsumDenseRule())
+register_rule(keras.layers.Embedding, EmbeddingRule())
+register_rule(SpectralEmbedding, EmbeddingRule())
 register_rule(SpectralDense, SpectralDenseRule())
