@@ -44,7 +44,8 @@ import numpy as np
 
 from keras_spectral import EigenvaluePruning, PolynomialDecay, collapse, compact, datasets, spectralize
 from keras_spectral import importance
-from keras_spectral.graph import ModelGraph, node_groups
+from keras_spectral.graph import ModelGraph
+from keras_spectral.graph.groups import InnerGroup, node_groups
 from harness.baselines import NodeRemoval
 from harness.results import ResultsFile
 from keras_spectral.schedules import ConstantSparsity
@@ -210,8 +211,10 @@ def base_model(name, seed, data):
 
 def removable(model):
     """The removable groups of hidden nodes this study prunes: dense ones (the CNN's
-    channels are left to benchmarks of channel pruning)."""
-    return [g for g in node_groups(model) if g.removable and not g.channels]
+    channels are left to benchmarks of channel pruning; attention heads, and the
+    transformer's stream that its LayerNormalizations block in the plain model, to
+    `vit_pruning.py`)."""
+    return [g for g in node_groups(model) if g.removable and not g.channels and not isinstance(g, InnerGroup)]
 
 
 def schedule_for(level, data, epochs, oneshot=False):

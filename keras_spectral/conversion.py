@@ -106,8 +106,9 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
     Args:
         model: A built Sequential or functional model (nested models, several inputs and
             outputs, inputs of any rank).
-        layers: Which Dense and convolution layers to convert: None (all), a name, a list
-            of names, or a predicate `fn(layer) -> bool`. Depthwise convolutions (one
+        layers: Which layers to convert: None (all that can be), a name, a list of names,
+            or a predicate `fn(layer) -> bool` (Dense, convolutions, normalizations,
+            attention and embeddings alike). Depthwise convolutions (one
             channel per group), causal ones, and all convolutions in the modes only
             SpectralDense has, pass through unchanged.
         eigenvectors: The mode of the new layers (`from_dense` says which are exact).
@@ -131,9 +132,10 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
     selected = _selector(layers)
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built; call it on data (or build it) first.")
-    candidates = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-                  if _convertible(layer, eigenvectors)]
-    if not candidates:
+    layers_of_model = list(model._flatten_layers(include_self=False, recursive=True))
+    candidates = [layer for layer in layers_of_model
+                  if _convertible(layer, eigenvectors) or _companion(layer) is not None]
+    if not any(_convertible(layer, eigenvectors) for layer in candidates):
         raise ValueError(
             f"Model '{model.name}' has no keras.layers.Dense layer (or convolution, in modes "
             f"{CONV_MODES}) to convert."
@@ -142,7 +144,7 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
     chosen = [layer for layer in candidates if selected(layer)]
     if not chosen:
         raise ValueError(
-            f"No Dense or convolution layer of model '{model.name}' matches `layers`. Those it has: "
+            f"No convertible layer of model '{model.name}' matches `layers`. Those it has: "
             f"{names}. Received: layers={layers!r}"
         )
     if isinstance(layers, (list, tuple, set, str)) and not callable(layers):
@@ -150,20 +152,27 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
         missing = sorted(wanted - set(names))
         if missing:
             raise ValueError(
-                f"Model '{model.name}' has no Dense or convolution layer named {missing} to convert; "
+                f"Model '{model.name}' has no convertible layer named {missing}; "
                 f"those it has: {names}. Received: layers={layers!r}"
             )
     # Convert first, so a layer that cannot be converted leaves nothing half built.
-    converted = {id(layer): _convert(layer, eigenvectors, kwargs) for layer in chosen}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if _maskable_normalization(layer):
-            converted[id(layer)] = MASKED_NORMALIZATIONS[type(layer)].from_layer(layer)
-        elif type(layer) is keras.layers.MultiHeadAttention and layer.built:
-            converted[id(layer)] = SpectralMultiHeadAttention.from_layer(layer, _self_attention_only(layer))
-        elif (type(layer) is keras.layers.Embedding and layer.built and not layer.quantization_mode
-              and not layer.lora_enabled):
-            converted[id(layer)] = SpectralEmbedding.from_layer(layer)
+    converted = {id(layer): (_companion(layer) or (lambda l: _convert(l, eigenvectors, kwargs)))(layer)
+                 for layer in chosen}
     return replace_layers(model, lambda layer: converted.get(id(layer)))
+
+
+def _companion(layer):
+    """How `spectralize` converts a layer that is not a Dense or a convolution (a
+    function of the layer), or None: LayerNormalization / RMSNormalization over the last
+    axis, MultiHeadAttention, Embedding (exact types, built, not quantized)."""
+    if _maskable_normalization(layer):
+        return MASKED_NORMALIZATIONS[type(layer)].from_layer
+    if type(layer) is keras.layers.MultiHeadAttention and layer.built:
+        return lambda l: SpectralMultiHeadAttention.from_layer(l, _self_attention_only(l))
+    if (type(layer) is keras.layers.Embedding and layer.built and not layer.quantization_mode
+            and not layer.lora_enabled):
+        return SpectralEmbedding.from_layer
+    return None
 
 
 def _self_attention_only(layer):

@@ -337,7 +337,7 @@ def test_converted_model_is_pruned_during_fit_and_compacted():
 
 def test_conversion_refuses_clearly_and_changes_nothing():
     model = dense_transformer()
-    with pytest.raises(ValueError, match=r"no Dense or convolution layer named \['nope'\]"):
+    with pytest.raises(ValueError, match=r"no convertible layer named \['nope'\]"):
         spectralize(model, layers=["ffn_in", "nope"])
     with pytest.raises(ValueError, match="`eigenvectors`"):
         spectralize(model, eigenvectors="kronecker")
