@@ -95,7 +95,9 @@ class PositionTableRule(ks.rules.PerFeature):
         return new
 
 
-def vit(width=WIDTH, heads=HEADS, mlp=MLP):
+def vit(width=None, heads=None, mlp=None):
+    """The ViT (defaults: `WIDTH`, `HEADS`, `MLP`, read when called)."""
+    width, heads, mlp = width or WIDTH, heads or HEADS, mlp or MLP
     inputs = keras.Input((28, 28, 1))
     h = keras.layers.Conv2D(width, PATCH, strides=PATCH, name="patchify")(inputs)
     h = keras.layers.Reshape(((28 // PATCH) ** 2, width))(h)

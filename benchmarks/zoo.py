@@ -203,7 +203,7 @@ PAGE = """# Pruning the keras.applications zoo
 
 Every model constructor of the installed `keras.applications`, through the whole pipeline
 (`benchmarks/zoo.py run`; the suite's `tests/test_zoo.py` runs nine of them on
-TensorFlow and PyTorch, where Keras refuses NASNet, and three on JAX): built with `weights=None` at its smallest square input of
+TensorFlow and PyTorch, where Keras refuses NASNet, and two on JAX): built with `weights=None` at its smallest square input of
 at least 32 pixels, 10 logits, random non-trivial weights (biases, BatchNorm statistics,
 layer scales), `spectralize`, random unequal eigenvalues, half of every prunable node
 group removed (`prune_nodes(fraction=0.5)`), `compact`, `collapse`. The error is the

@@ -38,11 +38,17 @@ def small_cnn(seed=0):
     return model
 
 
+# A JAX fit compiles for several seconds per model; the callbacks' logic does not depend on
+# the backend, and tests/test_transformers.py runs a pruning fit on JAX.
+skip_fit_on_jax = pytest.mark.skipif(keras.backend.backend() == "jax", reason="fit-based; compile time on JAX")
+
+
 def removed_fraction(model, original, key):
     before = getattr(ks.model_cost(original), key)
     return 1.0 - getattr(ks.model_cost(model, pruned=True), key) / before
 
 
+@skip_fit_on_jax  # counting is backend-free; compaction on JAX is tested elsewhere
 def test_model_cost_is_what_the_compacted_collapsed_model_has():
     model = small_cnn()
     cost = ks.model_cost(model)
@@ -247,6 +253,7 @@ def _fit_with(callbacks, epochs, budget="nodes"):
     return model
 
 
+@skip_fit_on_jax
 def test_callback_reaches_a_cost_budget_given_in_epochs():
     pruning = ks.EigenvaluePruning(PolynomialDecay(0.0, 0.4, begin_epoch=0, end_epoch=2), score="l2",
                                    budget="multiply_adds", scope="global")
@@ -259,6 +266,7 @@ def test_callback_reaches_a_cost_budget_given_in_epochs():
                                         max_fraction=0.2)], epochs=1)
 
 
+@skip_fit_on_jax
 def test_guard_stops_pruning_when_the_metric_drops():
     pruning = ks.EigenvaluePruning(PolynomialDecay(0.0, 0.6, begin_epoch=1, end_epoch=4), score="l2",
                                    monitor="val_score", max_drop=0.1)
@@ -278,6 +286,7 @@ def test_guard_stops_pruning_when_the_metric_drops():
         ks.EigenvaluePruning(ConstantSparsity(0.5), max_drop=0.1)
 
 
+@skip_fit_on_jax
 def test_taylor_during_fit_and_compile_state_kept():
     x = np.random.rand(16, 12, 12, 3).astype("float32")
     y = np.random.randint(0, 5, 16)

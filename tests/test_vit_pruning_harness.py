@@ -17,6 +17,8 @@ pytestmark = pytest.mark.slow
 
 def test_run_resume_and_report(data_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(vit_pruning, "BASE_DIR", str(tmp_path / "base"))
+    for name, value in (("DEPTH", 1), ("WIDTH", 32), ("MLP", 64)):  # a smaller ViT: the harness, not the study
+        monkeypatch.setattr(vit_pruning, name, value)
     path, out = str(tmp_path / "vit.jsonl"), str(tmp_path / "docs")
     run = ["run", "--quick", "--seeds", "1", "--settings", "heads_ffn", "--results", path]
     vit_pruning.main(run)
