@@ -32,6 +32,8 @@ Routes:
   fine-tuned;
 - `taylor`: the nodes of smallest first-order Taylor score (`score="taylor"`, gradients
   on 2,000 training images) removed at once, then fine-tuned;
+- `random`: as many nodes chosen at random (`score="random"`), then fine-tuned: the
+  control;
 - `scratch`: the ViT of the final shape trained from scratch for the base's epochs plus
   the fine-tuning budget;
 - `unpruned`: the base, and as the same-budget reference, fine-tuned for the budget.
@@ -68,7 +70,7 @@ BASE_DIR = "results/tmp/vit_pruning"
 WIDTH, DEPTH, HEADS, KEY_DIM, MLP, PATCH = 64, 4, 4, 16, 128, 7
 MAX_EPOCHS, PATIENCE, FINETUNE_EPOCHS, BATCH, LR = 20, 2, 3, 128, 1e-3
 SETTINGS = {"heads_ffn": 0.5, "stream": 0.25}
-ROUTES = ("spectral", "magnitude", "taylor", "scratch")
+ROUTES = ("spectral", "magnitude", "taylor", "random", "scratch")
 SCHEDULE_SHARE = 0.6
 QUICK = {"on": False}
 
@@ -223,8 +225,8 @@ def run_route(seed, setting, route, data):
             score="sum", ignored_layers=keep))
     else:
         extra = {"data": (train[0][:2000], train[1][:2000])} if route == "taylor" else {}
-        ks.prune_nodes(model, fraction=level, score="l2" if route == "magnitude" else "taylor",
-                       ignored_layers=keep, **extra)
+        score = {"magnitude": "l2", "taylor": "taylor", "random": "random"}[route]
+        ks.prune_nodes(model, fraction=level, score=score, ignored_layers=keep, **extra)
     model.fit(*train, batch_size=BATCH, epochs=finetune_epochs(), callbacks=callbacks, verbose=0)
     removed = {name: round(value, 4) for name, value in ks.node_sparsity(model).items() if value}
     return {**served_values(model, data, base), **reference, "removed": removed}

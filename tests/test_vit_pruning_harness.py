@@ -27,12 +27,13 @@ def test_run_resume_and_report(data_dir, tmp_path, capsys, monkeypatch):
     assert all(0.1 < r["accuracy"] <= 1 for r in records.values())
     spectral = records["spectral"]
     # Half the heads and half the feed-forward units: every attention and FFN layer halved.
-    assert spectral["removed"] == records["magnitude"]["removed"] == records["taylor"]["removed"]
+    assert spectral["removed"] == records["magnitude"]["removed"] == records["taylor"]["removed"] == \
+        records["random"]["removed"]
     assert set(spectral["removed"].values()) == {0.5}
     assert spectral["params"] == records["scratch"]["params"] < 0.6 * spectral["base_params"]
     assert spectral["accuracy"] == pytest.approx(spectral["masked_accuracy"], abs=2e-3)
     vit_pruning.main(run)
-    assert "5 of 5 cells already done; 0 to run." in capsys.readouterr().out
+    assert "6 of 6 cells already done; 0 to run." in capsys.readouterr().out
     vit_pruning.main(["report", "--results", path, "--out", out])
     text = open(os.path.join(out, "vit_pruning.md")).read()
     assert "| heads_ffn | spectral |" in text and "`heads_ffn`: spectral" in text
