@@ -196,6 +196,7 @@ def _plan(model, fraction=None, threshold=None, score="sum", scope="layer", budg
             _warn_about_ties(groups, alive, scores, plan, score)
     return every, groups, plan
 
+
 def _check_options(score, scope, budget, normalizer, max_fraction, round_to):
     check_choice("score", score, SCORES)
     check_choice("scope", scope, SCOPES)

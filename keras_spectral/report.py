@@ -3,7 +3,6 @@ after, with the model's totals (`pruning_report`)."""
 
 from keras_spectral.graph import ModelGraph, PrunedCost, node_groups
 
-COLUMNS = ("group", "layers", "width", "parameters", "multiply_adds")
 OTHER = "(other layers)"
 
 

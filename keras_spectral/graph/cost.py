@@ -60,9 +60,9 @@ class PrunedCost:
     """
 
     def __init__(self, graph, groups):
-        self.groups = list(groups)
-        # (rule, call, graph, input features, output features of a producer, whether it
-        # passes features, [(side, group, entries per node)], whether it counts parameters)
+        self.graph, self.groups = graph, list(groups)
+        # (rule, call, input features, output features of a producer, whether it passes
+        # features, [(side, group, entries per node)], whether it counts parameters)
         self._calls = []
         roles = {}  # id(layer) -> list of (side, group index, entries per node)
         for gi, group in enumerate(self.groups):
@@ -83,7 +83,7 @@ class PrunedCost:
             produces = any(side == "out" for side, _, _ in terms)
             passes = any(side == "pass" for side, _, _ in terms)
             n_out = rule.width(layer) if produces else None
-            self._calls.append((rule, call, graph, n_in, n_out, passes, terms, id(layer) not in seen))
+            self._calls.append((rule, call, n_in, n_out, passes, terms, id(layer) not in seen))
             seen.add(id(layer))
 
     def __call__(self, removed=None):
@@ -97,7 +97,7 @@ class PrunedCost:
         """`(call, multiply_adds, parameters)` of every call (a shared layer's parameters
         counted at its first call)."""
         removed = removed if removed is not None else [np.zeros(g.size, dtype=bool) for g in self.groups]
-        for rule, call, graph, n_in, n_out, passes, terms, first in self._calls:
+        for rule, call, n_in, n_out, passes, terms, first in self._calls:
             gone = {"in": 0, "out": 0, "pass": 0, "inner": 0}
             for side, gi, entries in terms:
                 gone[side] += int(entries[removed[gi]].sum())
@@ -107,7 +107,7 @@ class PrunedCost:
             kept_in = 1.0 - (gone["in"] + gone["pass"]) / n_in
             # A per-feature layer keeps the features it reads; a producer its own.
             kept_out = kept_in if passes else (1.0 - gone["out"] / n_out if n_out else 1.0)
-            call_macs, call_params = rule.cost(call, graph, kept_in, kept_out, **extra)
+            call_macs, call_params = rule.cost(call, self.graph, kept_in, kept_out, **extra)
             yield call, call_macs, call_params if first else 0
 
 
