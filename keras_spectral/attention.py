@@ -129,6 +129,14 @@ class SpectralMultiHeadAttention(keras.layers.MultiHeadAttention):
         return plain
 
 
+def self_attention_node(node):
+    """Whether a call (a Keras graph node) of an attention layer passes one tensor as
+    query, value and key."""
+    arguments = node.arguments
+    given = list(arguments.args[:3]) + [arguments.kwargs.get(k) for k in ("query", "value", "key")]
+    return len({id(t) for t in given if isinstance(t, keras.KerasTensor)}) == 1
+
+
 def _numpy(x):
     return np.asarray(ops.convert_to_numpy(x))
 

@@ -17,7 +17,7 @@ Kronecker bases and seeded φ cannot hold a given W and are refused.
 import keras
 
 from keras_spectral import eigenvectors as eigenvector_modes
-from keras_spectral.attention import SpectralMultiHeadAttention
+from keras_spectral.attention import SpectralMultiHeadAttention, self_attention_node
 from keras_spectral.embedding import SpectralEmbedding
 from keras_spectral.cloning import replace_layers
 from keras_spectral.convolutional import CONV_MODES, PADDINGS, SPECTRAL_CONVS
@@ -178,11 +178,7 @@ def _companion(layer):
 def _self_attention_only(layer):
     """Whether every call of the attention `layer` passes one tensor as query, value and key."""
     nodes = getattr(layer, "_inbound_nodes", [])
-    def one_tensor(node):
-        args = node.arguments
-        given = list(args.args[:3]) + [args.kwargs.get(k) for k in ("query", "value", "key")]
-        return len({id(t) for t in given if isinstance(t, keras.KerasTensor)}) == 1
-    return bool(nodes) and all(one_tensor(node) for node in nodes)
+    return bool(nodes) and all(self_attention_node(node) for node in nodes)
 
 
 def _maskable_normalization(layer):

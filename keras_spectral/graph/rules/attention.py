@@ -13,7 +13,7 @@
 import keras
 import numpy as np
 
-from keras_spectral.attention import SpectralMultiHeadAttention, projections
+from keras_spectral.attention import SpectralMultiHeadAttention, projections, self_attention_node
 from keras_spectral.cloning import clone_layer
 from keras_spectral.graph.rules.base import OPAQUE, PRODUCE, Produce, describe, input_rank, register_rule
 from keras_spectral.graph.rules.weights import numpy
@@ -21,14 +21,6 @@ from keras_spectral.graph.rules.weights import numpy
 
 def _positions(shape):
     return int(np.prod([d or 1 for d in shape[1:-1]]))
-
-
-def _self_attention(call):
-    """Whether the call passes one tensor as query, value and key."""
-    arguments = call.node.arguments
-    given = list(arguments.args[:3]) + [arguments.kwargs.get(k) for k in ("query", "value", "key")]
-    tensors = {id(t) for t in given if isinstance(t, keras.KerasTensor)}
-    return len(tensors) == 1
 
 
 class AttentionRule(Produce):
@@ -43,7 +35,7 @@ class AttentionRule(Produce):
         if not isinstance(layer, SpectralMultiHeadAttention):
             return OPAQUE, (f"reaches {describe(layer)}, which holds no masks of its features: convert it with "
                             "keras_spectral.spectralize (SpectralMultiHeadAttention)")
-        if not _self_attention(call):
+        if not self_attention_node(call.node):
             return OPAQUE, (f"reaches {describe(layer)}, a cross-attention: the features it reads and writes are "
                             "not prunable (its heads are)")
         if first and input_rank(call, graph) > 2:
