@@ -205,7 +205,10 @@ def compact(model, eigenvectors=None, drop_inputs=False):
                     "change it. compact() handles node pruning without kernel_sparsity."
                 )
     removed_in, removed_out = _removed_features(graph, groups)
-    kept_inner = {id(group.layer): np.flatnonzero(~dead) for group, dead in groups if isinstance(group, InnerGroup)}
+    kept_inner = {}  # id(layer) -> {"keep_<kind>": the inner nodes kept}
+    for group, dead in groups:
+        if isinstance(group, InnerGroup):
+            kept_inner.setdefault(id(group.layer), {})[f"keep_{group.kind}"] = np.flatnonzero(~dead)
     input_shapes = None
     if drop_inputs:
         input_shapes = _drop_inputs(model, graph, removed_in)
@@ -221,7 +224,7 @@ def compact(model, eigenvectors=None, drop_inputs=False):
         gone_out = removed_out.get(id(layer))
         rule = rule_for(layer)
         change_mode = isinstance(layer, SpectralDense) and eigenvectors
-        inner = {"keep_heads": kept_inner[id(layer)]} if id(layer) in kept_inner else {}
+        inner = kept_inner.get(id(layer), {})
         if gone_in is None and gone_out is None and not change_mode and not inner:
             replacements[id(layer)] = None  # copied as it is, weights set after the rebuild
             continue

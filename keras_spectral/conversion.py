@@ -17,6 +17,7 @@ Kronecker bases and seeded φ cannot hold a given W and are refused.
 import keras
 
 from keras_spectral import eigenvectors as eigenvector_modes
+from keras_spectral import extensions
 from keras_spectral.attention import SpectralMultiHeadAttention, self_attention_node
 from keras_spectral.embedding import SpectralEmbedding
 from keras_spectral.cloning import replace_layers
@@ -135,10 +136,10 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
     layers_of_model = list(model._flatten_layers(include_self=False, recursive=True))
     candidates = [layer for layer in layers_of_model
                   if _convertible(layer, eigenvectors) or _companion(layer) is not None]
-    if not any(_convertible(layer, eigenvectors) for layer in candidates):
+    if not candidates:
         raise ValueError(
-            f"Model '{model.name}' has no keras.layers.Dense layer (or convolution, in modes "
-            f"{CONV_MODES}) to convert."
+            f"Model '{model.name}' has no layer to convert: no keras.layers.Dense layer, convolution (in modes "
+            f"{CONV_MODES}), LayerNormalization, MultiHeadAttention, Embedding or keras_hub transformer block."
         )
     names = [layer.name for layer in candidates]
     chosen = [layer for layer in candidates if selected(layer)]
@@ -164,7 +165,8 @@ def spectralize(model, layers=None, eigenvectors="trainable", **kwargs):
 def _companion(layer):
     """How `spectralize` converts a layer that is not a Dense or a convolution (a
     function of the layer), or None: LayerNormalization / RMSNormalization over the last
-    axis, MultiHeadAttention, Embedding (exact types, built, not quantized)."""
+    axis, MultiHeadAttention, Embedding (exact types, built, not quantized), keras_hub's
+    TransformerEncoder and TransformerDecoder (`keras_spectral.hub`)."""
     if _maskable_normalization(layer):
         return MASKED_NORMALIZATIONS[type(layer)].from_layer
     if type(layer) is keras.layers.MultiHeadAttention and layer.built:
@@ -172,6 +174,9 @@ def _companion(layer):
     if (type(layer) is keras.layers.Embedding and layer.built and not layer.quantization_mode
             and not layer.lora_enabled):
         return SpectralEmbedding.from_layer
+    hub = extensions.hub()
+    if hub is not None and type(layer) in hub.SPECTRAL_BLOCKS and layer.built:
+        return hub.SPECTRAL_BLOCKS[type(layer)].from_layer
     return None
 
 

@@ -10,6 +10,7 @@ model (of a compacted model) needs neither this package nor the spectral arithme
 import keras
 from keras import ops
 
+from keras_spectral import extensions
 from keras_spectral.attention import SpectralMultiHeadAttention
 from keras_spectral.cloning import replace_layers
 from keras_spectral.embedding import SpectralEmbedding
@@ -27,6 +28,9 @@ def _plain(layer):
     if isinstance(layer, (MaskedLayerNormalization, MaskedRMSNormalization)) and ops.convert_to_numpy(layer.feature_mask).all():
         return layer.to_layer()  # with removed features it stays masked (compact first)
     if isinstance(layer, (SpectralMultiHeadAttention, SpectralEmbedding)):
+        return layer.to_layer()
+    hub = extensions.hub()
+    if hub is not None and isinstance(layer, hub._SpectralBlock):
         return layer.to_layer()
     return None
 

@@ -25,6 +25,7 @@ import numpy as np
 from keras_spectral import budgets, importance
 from keras_spectral.budgets import BudgetError  # noqa: F401 (public name)
 from keras_spectral.graph import ModelGraph, PrunedCost, node_groups
+from keras_spectral.graph.rules import rule_for
 from keras_spectral.importance import SCORES, NonFiniteScoresError  # noqa: F401 (public names)
 from keras_spectral.spectral_layers import is_spectral
 from keras_spectral.validation import (
@@ -42,12 +43,20 @@ SCOPES = ("layer", "global")
 def _spectral_graph(model):
     """The model's graph, checked to hold a spectral layer."""
     graph = ModelGraph(model)
-    if not any(is_spectral(layer) for layer in graph.layers):
+    if not any(is_spectral(layer) or _holds_inner_masks(layer) for layer in graph.layers):
         raise ValueError(
-            f"Model '{model.name}' has no SpectralDense or SpectralConv layer, so no node has eigenvalues "
-            "or masks: convert its Dense and Conv layers first with keras_spectral.spectralize(model)."
+            f"Model '{model.name}' has no SpectralDense or SpectralConv layer (nor a spectral attention or "
+            "keras_hub block), so no node has eigenvalues or masks: convert its layers first with "
+            "keras_spectral.spectralize(model)."
         )
     return graph
+
+
+def _holds_inner_masks(layer):
+    """Whether `layer` holds the masks of node groups inside it (attention heads, a keras_hub
+    block's heads and units)."""
+    rule = rule_for(layer)
+    return bool(rule.inner(layer)) and rule.holds_masks(layer)
 
 
 def removable_groups(model):

@@ -1,7 +1,11 @@
 """What pruning removed: per node group, its layers, its width and its cost, before and
 after, with the model's totals (`pruning_report`)."""
 
+import numpy as np
+
 from keras_spectral.graph import ModelGraph, PrunedCost, node_groups
+from keras_spectral.graph.groups import InnerGroup
+from keras_spectral.graph.rules import rule_for
 
 OTHER = "(other layers)"
 
@@ -36,7 +40,7 @@ def pruning_report(model, original=None):
     old_graph, new_graph = ModelGraph(original), ModelGraph(model)
     old_groups, new_groups = node_groups(old_graph), node_groups(new_graph)
     by_name = {g.name: g for g in new_groups}
-    shared = [g for g in old_groups if g.name in by_name]
+    shared = [g for g in old_groups if g.name in by_name and g.prunable]
     before = _attributed(PrunedCost(old_graph, shared), shared, None)
     matched = [by_name[g.name] for g in shared]
     after = _attributed(PrunedCost(new_graph, matched), matched, None)
@@ -46,17 +50,42 @@ def pruning_report(model, original=None):
 
 def _attributed(costs, groups, removed):
     """`{group name or OTHER: [parameters, multiply_adds]}`: each call's cost given to the
-    group it produces or passes."""
-    owner = {}
-    for group in groups:
+    group it produces or passes; a layer holding several inner groups (a keras_hub block's
+    heads and units) shares its cost among them (`_shares`)."""
+    owner, inner = {}, {}
+    for i, group in enumerate(groups):
         for layer in group.producers + [layer for layer, _ in group.passes]:
             owner.setdefault(id(layer), group.name)
+        if isinstance(group, InnerGroup):
+            inner.setdefault(id(group.layer), []).append(i)
     totals = {}
     for call, macs, params in costs.per_call(removed):
-        entry = totals.setdefault(owner.get(id(call.layer), OTHER), [0.0, 0.0])
-        entry[0] += params
-        entry[1] += macs
+        held = inner.get(id(call.layer), [])
+        parts = (_shares(call, costs.graph, groups, held, removed, params, macs) if len(held) > 1
+                 else {owner.get(id(call.layer), OTHER): (params, macs)})
+        for name, (part_params, part_macs) in parts.items():
+            entry = totals.setdefault(name, [0.0, 0.0])
+            entry[0] += part_params
+            entry[1] += part_macs
     return totals
+
+
+def _shares(call, graph, groups, held, removed, params, macs):
+    """`{name: (parameters, multiply_adds)}` of one call of a layer holding the inner groups
+    `groups[i]` for `i` in `held`: each group gets the part of the cost that goes with its
+    nodes (the cost less the cost without them), OTHER the rest (normalizations)."""
+    kept = {f"kept_{groups[i].kind}": 1.0 if removed is None else 1.0 - float(np.mean(removed[i])) for i in held}
+    rule = rule_for(call.layer)
+    full = rule.cost(call, graph, 1.0, 1.0, **kept)
+    counted = 1.0 if params else 0.0  # a shared layer's parameters count at its first call
+    parts, rest = {}, list(full)
+    for i in held:
+        without = rule.cost(call, graph, 1.0, 1.0, **{**kept, f"kept_{groups[i].kind}": 0.0})
+        share = [f - w for f, w in zip(full, without)]
+        parts[groups[i].name] = (share[1] * counted, share[0])
+        rest = [r - s for r, s in zip(rest, share)]
+    parts[OTHER] = (rest[1] * counted, rest[0])
+    return parts
 
 
 def _rows(groups, widths, before, after):

@@ -67,7 +67,7 @@ class PrunedCost:
         roles = {}  # id(layer) -> list of (side, group index, entries per node)
         for gi, group in enumerate(self.groups):
             if isinstance(group, InnerGroup):  # nodes inside one layer (attention heads)
-                roles.setdefault(id(group.layer), []).append(("inner", gi, np.ones(group.size, dtype=int)))
+                roles.setdefault(id(group.layer), []).append((f"kept_{group.kind}", gi, np.ones(group.size, dtype=int)))
                 continue
             for layer, rows in group.produced:
                 roles.setdefault(id(layer), []).append(("out", gi, (rows >= 0).sum(axis=1)))
@@ -79,7 +79,7 @@ class PrunedCost:
         for call in graph.calls:
             layer, rule = call.layer, rule_for(call.layer)
             terms = roles.get(id(layer), [])
-            n_in = _features(graph, call, rule) if any(side != "inner" for side, _, _ in terms) else 1
+            n_in = _features(graph, call, rule) if any(side in _SIDES for side, _, _ in terms) else 1
             produces = any(side == "out" for side, _, _ in terms)
             passes = any(side == "pass" for side, _, _ in terms)
             n_out = rule.width(layer) if produces else None
@@ -98,17 +98,21 @@ class PrunedCost:
         counted at its first call)."""
         removed = removed if removed is not None else [np.zeros(g.size, dtype=bool) for g in self.groups]
         for rule, call, n_in, n_out, passes, terms, first in self._calls:
-            gone = {"in": 0, "out": 0, "pass": 0, "inner": 0}
+            gone = dict.fromkeys(_SIDES, 0)
+            extra = {}  # a layer with nodes inside is told the fraction of each kind it keeps
             for side, gi, entries in terms:
-                gone[side] += int(entries[removed[gi]].sum())
-            inner = [len(entries) for side, _, entries in terms if side == "inner"]
-            # A layer with nodes inside (attention heads) is told the fraction it keeps.
-            extra = {"kept_heads": 1.0 - gone["inner"] / inner[0]} if inner else {}
+                if side in _SIDES:
+                    gone[side] += int(entries[removed[gi]].sum())
+                else:
+                    extra[side] = 1.0 - int(entries[removed[gi]].sum()) / len(entries)
             kept_in = 1.0 - (gone["in"] + gone["pass"]) / n_in
             # A per-feature layer keeps the features it reads; a producer its own.
             kept_out = kept_in if passes else (1.0 - gone["out"] / n_out if n_out else 1.0)
             call_macs, call_params = rule.cost(call, self.graph, kept_in, kept_out, **extra)
             yield call, call_macs, call_params if first else 0
+
+
+_SIDES = ("in", "out", "pass")
 
 
 def _features(graph, call, rule):

@@ -44,7 +44,10 @@ def mask_variable(layer, side):
     "feature" of a masked normalization, "heads" of an attention layer)."""
     if side in ("in", "out"):
         return getattr(layer, f"eigenvalues_{side}_mask")
-    return getattr(layer, rules.rule_for(layer).masks[side])
+    target = layer
+    for name in rules.rule_for(layer).masks[side].split("."):  # a path into sublayers: "attention.head_mask"
+        target = getattr(target, name)
+    return target
 
 
 def node_entries(rows, nodes):
@@ -287,22 +290,24 @@ def _one_clause_per_cause(reasons, shown=3):
 
 class InnerGroup(NodeGroup):
     """Nodes held inside one layer and coupled with nothing else: the heads of an
-    attention layer (its rule's `inner_size`). Prunable when the layer holds their masks
-    (`SpectralMultiHeadAttention`) and is called once; removed whole by its rule's slice.
+    attention layer, the feed-forward units of a transformer block (one group per kind
+    its rule's `inner(layer)` names). Prunable when the layer holds their masks
+    (`SpectralMultiHeadAttention`, the spectral keras_hub blocks) and is called once;
+    removed whole by its rule's slice.
 
     Attributes beyond `NodeGroup`'s: `layer`, the layer that holds the nodes (also its
-    only producer).
+    only producer); `kind`, which of its inner node sets (`"heads"`, `"units"`, ...).
     """
 
-    def __init__(self, layer, shared=False):
-        super().__init__(rules.rule_for(layer).inner_size(layer))
-        self.layer = layer
+    def __init__(self, layer, kind="heads", shared=False):
+        super().__init__(rules.rule_for(layer).inner(layer)[kind])
+        self.layer, self.kind = layer, kind
         if shared:
             self.reasons.append(f"'{layer.name}' is called more than once (a shared layer)")
 
     @property
     def name(self):
-        return f"{self.layer.name}/heads"
+        return f"{self.layer.name}/{self.kind}"
 
     @property
     def producers(self):
@@ -320,7 +325,7 @@ class InnerGroup(NodeGroup):
     def reason(self):
         reasons = list(self.reasons)
         if not reasons and self.mask_holders is None:
-            reasons.append(f"'{self.layer.name}' holds no mask of its heads: convert it with keras_spectral.spectralize")
+            reasons.append(f"'{self.layer.name}' holds no mask of its {self.kind}: convert it with keras_spectral.spectralize")
         return "; ".join(reasons) if reasons else None
 
     def fold_reasons(self):
@@ -328,20 +333,21 @@ class InnerGroup(NodeGroup):
 
     def mask_targets(self):
         if self.mask_holders is None:
-            raise ValueError(f"Node group '{self.name}' has no mask of its heads to set.")
-        return [(self.layer, "heads", np.arange(self.size)[:, None])]
+            raise ValueError(f"Node group '{self.name}' has no mask of its {self.kind} to set.")
+        return [(self.layer, self.kind, rules.rule_for(self.layer).inner_rows(self.layer, self.kind))]
 
     def active(self):
         if self.mask_holders is None:
             return np.ones(self.size, dtype=bool)
-        return _values(mask_variable(self.layer, "heads")) != 0
+        rows = rules.rule_for(self.layer).inner_rows(self.layer, self.kind)
+        return _values(mask_variable(self.layer, self.kind))[rows[:, 0]] != 0
 
     def check_masks(self):
         return None
 
     def scores(self, score):
-        """The heads' `score` (weight and spectral criteria), from the layer's rule."""
-        return rules.rule_for(self.layer).inner_scores(self.layer, score)
+        """The nodes' `score` (weight and spectral criteria), from the layer's rule."""
+        return rules.rule_for(self.layer).inner_scores(self.layer, score, self.kind)
 
     def __repr__(self):
         state = "prunable" if self.prunable else f"not prunable: {self.reason}"
@@ -501,9 +507,9 @@ def node_groups(model):
     for key in graph.outputs:
         refuse(key, "is a model output")
     groups = _collect(nodes, producers, bases, owner, reasons, readers)
-    inner = [InnerGroup(call.layer, counts[id(call.layer)] > 1) for call in graph.calls
-             if hasattr(rules.rule_for(call.layer), "inner_size")]
-    return groups + list({id(g.layer): g for g in inner}.values())
+    inner = [InnerGroup(call.layer, kind, counts[id(call.layer)] > 1) for call in graph.calls
+             for kind in rules.rule_for(call.layer).inner(call.layer)]
+    return groups + list({(id(g.layer), g.kind): g for g in inner}.values())
 
 
 def _collect(nodes, producers, bases, owner, reasons, readers):

@@ -66,13 +66,13 @@ class AttentionRule(Produce):
     def bias(self, layer):
         return layer._output_dense.bias
 
-    def inner_size(self, layer):
-        return layer._num_heads
+    def inner(self, layer):
+        return {"heads": layer._num_heads}
 
     def holds_masks(self, layer):
         return isinstance(layer, SpectralMultiHeadAttention)
 
-    def inner_scores(self, layer, score):
+    def inner_scores(self, layer, score, kind="heads"):
         """Per head: `|λ_h|` for the spectral scores; the L1 or L2 norm of its weights
         (query, key, value columns and output rows, the eigenvalue folded in)."""
         if score in ("in", "out", "sum", "product"):

@@ -28,6 +28,8 @@ input). The roles a rule's `flow` gives:
 import keras
 import numpy as np
 
+from keras_spectral import extensions
+
 PRODUCE = "produce"
 PER_FEATURE = "per_feature"
 RELAY = "relay"
@@ -76,12 +78,14 @@ class Rule:
         slices(call): whether the call needs `slice` (default: the rule defines it).
         masks: `{kind: attribute name}` of masks the layer holds of its own, that removing
             a node sets to 0: `"feature"` for a per-feature layer's mask of its features
-            (a masked normalization), `"heads"` for a layer's inner nodes (attention heads).
-        inner_size(layer), inner_scores(layer, score), holds_masks(layer), and `cost`'s
-            `kept_heads`: for a layer that holds a node group inside (attention heads; see
-            `keras_spectral.graph.groups.InnerGroup`): its number of nodes, their scores
-            by a weight criterion, whether it holds their masks, and the call's cost with
-            the fraction `kept_heads` left.
+            (a masked normalization), an inner kind (`"heads"`, `"units"`) for a layer's
+            inner nodes. A dotted name reaches into sublayers (`"_attention.head_mask"`).
+        inner(layer), inner_scores(layer, score, kind), holds_masks(layer), `slice`'s
+            `keep_<kind>` and `cost`'s `kept_<kind>`: for a layer that holds node groups
+            inside (attention heads, a transformer block's feed-forward units; see
+            `keras_spectral.graph.groups.InnerGroup`): `{kind: number of nodes}`, their
+            scores by a weight or spectral criterion, whether it holds their masks, the
+            indices kept, and the fraction kept.
         multiply_adds(call, graph): multiply-adds of one sample through the call.
         parameters(layer): the layer's parameters as served (all its weights; a producer
             counts its kernel and bias, so a spectral layer counts as the plain layer it
@@ -113,6 +117,15 @@ class Rule:
     def produces(self, layer):
         """Whether `layer` makes new features (a group's producer)."""
         return False
+
+    def inner(self, layer):
+        """`{kind: size}` of the node groups the layer holds inside (default: none)."""
+        return {}
+
+    def inner_rows(self, layer, kind):
+        """`(nodes, k)`: the entries of the `kind` mask that each inner node holds
+        (default: one each, node `i` entry `i`)."""
+        return np.arange(self.inner(layer)[kind])[:, None]
 
     def ties(self, call, graph):
         """`(inputs, outputs)`: lists of index arrays of input features, and of output
@@ -304,6 +317,7 @@ def rule_for(layer):
     """The rule of `layer`'s class (its nearest registered base), else `Opaque()`. A
     subclass that overrides `call` of its registered base may compute something else, so
     it is opaque until a rule is registered for it."""
+    extensions.hub()  # keras_hub's rules, once keras_hub is imported
     for cls in type(layer).__mro__:
         if cls in _RULES:
             if cls is not type(layer) and getattr(type(layer), "call", None) is not getattr(cls, "call", None):
