@@ -6,6 +6,8 @@ config cannot hold. `clone_layer` builds the copy without them and then gives it
 original objects, so any layer that could be built can be copied.
 """
 
+import inspect
+
 import keras
 
 _OBJECT_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
@@ -23,7 +25,7 @@ def clone_layer(layer, cls=None, **overrides):
             if key.endswith(_OBJECT_SUFFIXES) and key not in overrides and hasattr(layer, key):
                 objects[key] = getattr(layer, key)
                 del config[key]
-        clone = (cls or layer.__class__).from_config(config)
+        clone = _from_config(cls or layer.__class__, config)
     except Exception as error:
         raise ValueError(
             f"Layer '{layer.name}' ({type(layer).__name__}) cannot be copied: {str(error).strip()} "
@@ -33,6 +35,40 @@ def clone_layer(layer, cls=None, **overrides):
     for key, value in objects.items():
         setattr(clone, key, value)
     return clone
+
+
+def _from_config(cls, config):
+    """`cls.from_config(config)`; where that fails, retried with only the arguments that
+    `cls`'s constructor takes (a layer whose `get_config` also returns derived values, as
+    keras_hub's `ViTPatchingAndEmbedding` does with `num_patches`). The first failure is
+    raised if the retry fails too."""
+    try:
+        return cls.from_config(config)
+    except Exception:
+        accepted = _constructor_arguments(cls)
+        kept = {key: value for key, value in config.items() if key in accepted}
+        if len(kept) == len(config):
+            raise
+        try:
+            return cls.from_config(kept)
+        except Exception:
+            pass
+        raise
+
+
+def _constructor_arguments(cls):
+    """The keyword arguments `cls(...)` takes: its `__init__`'s, and its bases' where an
+    `__init__` passes `**kwargs` on."""
+    names = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters) or klass is keras.layers.Layer:
+            break
+    return names - {"self"}
 
 
 def replace_layers(model, replace):

@@ -1,20 +1,27 @@
 """keras_hub transformer blocks whose attention heads and feed-forward units can be removed.
 
-Needs keras_hub (`pip install "keras-spectral[hub]"`). `spectralize` puts
-`SpectralTransformerEncoder` / `SpectralTransformerDecoder` in place of keras_hub's
-`TransformerEncoder` / `TransformerDecoder` (same outputs, same class by `isinstance`):
-their self-attention becomes a `SpectralMultiHeadAttention` (one eigenvalue and mask per
-head) and their two feed-forward layers `SpectralDense` (one eigenvalue and mask per unit).
-The pruning tools then see two node groups in each block, `<block>/heads` and
-`<block>/units` (a removed unit's row of the output projection is masked, so it adds
-nothing); `compact` makes a block of the same class with fewer heads and units, and
-`collapse` keras_hub's own class again.
+Needs keras_hub (`pip install "keras-spectral[hub]"`). `spectralize` puts a spectral class
+in place of each keras_hub block it knows (same outputs, same class by `isinstance`):
 
-keras_hub's blocks derive the size of a head from `hidden_dim // num_heads`, so a block
-that lost heads cannot say, in keras_hub's own config, that the kept heads keep their size:
-`collapse` then returns `PrunedTransformerEncoder` / `PrunedTransformerDecoder`, keras_hub's
-classes with one more argument, `key_dim` (and `cross_attention_heads`), registered for
-saving. The blocks' hidden features (the residual stream) stay: they are not prunable yet.
+| keras_hub | spectral | collapsed, once pruned |
+|---|---|---|
+| `TransformerEncoder` | `SpectralTransformerEncoder` | `TransformerEncoder` / `PrunedTransformerEncoder` |
+| `TransformerDecoder` | `SpectralTransformerDecoder` | `TransformerDecoder` / `PrunedTransformerDecoder` |
+| `GemmaDecoderBlock` | `SpectralGemmaDecoderBlock` | `GemmaDecoderBlock` |
+| `ViTEncoder` (all of a ViT's blocks) | `SpectralViTEncoder` | `ViTEncoder` / `PrunedViTEncoder` |
+
+A spectral block's self-attention holds one eigenvalue and mask per head
+(`SpectralMultiHeadAttention`, `SpectralCachedMultiHeadAttention`, `SpectralGemmaAttention`)
+and its feed-forward layers are `SpectralDense` (one eigenvalue and mask per unit). The
+pruning tools see two node groups in each block, `<block>/heads` and `<block>/units` (a
+removed unit's row of the output layer is masked, so it adds nothing); `compact` makes a
+block of the same class with fewer heads and units, and `collapse` keras_hub's class again.
+
+Where keras_hub's config cannot hold the pruned sizes (its encoder and decoder derive a
+head's size from `hidden_dim // num_heads`; a `ViTEncoder` gives every block the same
+sizes), `collapse` returns the `Pruned*` class: keras_hub's class with the arguments that
+can (`key_dim`, `cross_attention_heads`, `block_sizes`), registered for saving. The blocks'
+hidden features (the residual stream) stay: they are not prunable yet.
 
 Example:
 
@@ -30,6 +37,7 @@ from keras import ops
 from keras_hub.layers import CachedMultiHeadAttention, TransformerDecoder, TransformerEncoder
 from keras_hub.src.models.gemma.gemma_attention import CachedGemmaAttention
 from keras_hub.src.models.gemma.gemma_decoder_block import GemmaDecoderBlock
+from keras_hub.src.models.vit.vit_layers import ViTEncoder, ViTEncoderBlock
 
 from keras_spectral.attention import SpectralMultiHeadAttention
 from keras_spectral.layers import SpectralDense
@@ -56,13 +64,15 @@ def _retyped(plain, cls):
 
 
 def _replace_sublayer(block, attribute, new):
-    """Put `new` at `block.<attribute>`, untracking the layer it replaces."""
-    old = getattr(block, attribute)
+    """Put `new` at `block.<attribute>`, untracking the layer it replaces (also in a built
+    block, whose tracker is locked)."""
+    tracker = block._tracker
+    locked = tracker.locked
+    tracker.unlock()
+    tracker.untrack(getattr(block, attribute))
     setattr(block, attribute, new)
-    for i, layer in enumerate(block._layers):
-        if layer is old:
-            del block._layers[i]
-            break
+    if locked:
+        tracker.lock()
 
 
 def _attentions(block):
@@ -129,7 +139,7 @@ class _SpectralBlock:
     attention_attribute = "_self_attention_layer"
     up_attributes = ("_feedforward_intermediate_dense",)
     down_attribute = "_feedforward_output_dense"
-    plain_class = None
+    plain_class = pruned_class = None
 
     def _make_spectral(self):
         """After `build`: a spectral self-attention and feed-forward network."""
@@ -234,6 +244,8 @@ def build_like(new, block):
 
 SUBLAYERS = ("_self_attention_layer", "_self_attention_layer_norm", "_cross_attention_layer",
              "_cross_attention_layer_norm", "_feedforward_layer_norm", *FEED_FORWARD,
+             # ViT's encoder blocks
+             "layer_norm_1", "layer_norm_2",
              # Gemma's decoder block
              "pre_attention_norm", "post_attention_norm", "attention", "pre_ffw_norm", "post_ffw_norm",
              "gating_ffw", "gating_ffw_2", "ffw_linear")
@@ -350,7 +362,111 @@ class SpectralGemmaDecoderBlock(_SpectralBlock, GemmaDecoderBlock):
         return GemmaDecoderBlock, self.get_config()
 
 
+class _SizedViTEncoderBlock(ViTEncoderBlock):
+    """keras_hub's `ViTEncoderBlock` whose heads have a size of their own (`key_dim`)."""
+
+    def __init__(self, *args, key_dim=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.key_dim = key_dim or self.key_dim  # read by ViTEncoderBlock.build
+
+
+VIT_BLOCK_SUBLAYERS = ("layer_norm_1", "mha", "layer_norm_2", "mlp.dense_1", "mlp.dense_2")
+
+
+def attribute(obj, path):
+    """`obj.<path>` for a dotted path, where a number indexes a list (`"encoder_layers.0.mha"`)."""
+    for name in path.split("."):
+        obj = obj[int(name)] if name.isdigit() else getattr(obj, name)
+    return obj
+
+
+@keras.saving.register_keras_serializable(package="keras_spectral")
+class PrunedViTEncoder(ViTEncoder):
+    """keras_hub's `ViTEncoder` whose blocks have sizes of their own: `block_sizes`, one
+    `[num_heads, mlp_dim]` per block (default: `num_heads` and `mlp_dim` for every block),
+    with heads of size `key_dim` (default `hidden_dim // num_heads`): what `collapse`
+    makes of an encoder whose blocks lost different numbers of heads or units."""
+
+    def __init__(self, *args, block_sizes=None, key_dim=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.block_sizes = [[int(h), int(m)] for h, m in block_sizes] if block_sizes else None
+        self.key_dim = key_dim
+
+    def build(self, input_shape):
+        sizes = self.block_sizes or [[self.num_heads, self.mlp_dim]] * self.num_layers
+        self.encoder_layers = []
+        for i, (heads, units) in enumerate(sizes):  # as keras_hub's ViTEncoder.build, with the sizes given
+            block = _SizedViTEncoderBlock(
+                num_heads=heads, hidden_dim=self.hidden_dim, mlp_dim=units, dropout_rate=self.dropout_rate,
+                use_mha_bias=self.use_mha_bias, use_mlp_bias=self.use_mlp_bias,
+                attention_dropout=self.attention_dropout, layer_norm_epsilon=self.layer_norm_epsilon,
+                key_dim=self.key_dim, dtype=self.dtype_policy, name=f"transformer_block_{i + 1}")
+            block.build((None, None, self.hidden_dim))
+            self.encoder_layers.append(block)
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy, name="dropout")
+        self.layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="ln")
+        self.layer_norm.build((None, None, self.hidden_dim))
+        self.built = True
+
+    def get_config(self):
+        return {**super().get_config(), "block_sizes": self.block_sizes, "key_dim": self.key_dim}
+
+
+@keras.saving.register_keras_serializable(package="keras_spectral")
+class SpectralViTEncoder(PrunedViTEncoder):
+    """keras_hub's `ViTEncoder` whose blocks' heads and MLP units can be removed: each
+    block's attention is a `SpectralMultiHeadAttention` and its MLP layers `SpectralDense`
+    (node groups `<encoder>/<block>/heads` and `<encoder>/<block>/units`). `collapse`
+    returns keras_hub's `ViTEncoder` where every block keeps the same sizes, else
+    `PrunedViTEncoder`."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for block in self.encoder_layers:
+            _replace_sublayer(block, "mha", SpectralMultiHeadAttention.from_layer(block.mha))
+            for name in ("dense_1", "dense_2"):
+                _replace_sublayer(block.mlp, name, SpectralDense.from_dense(getattr(block.mlp, name)))
+
+    @classmethod
+    def from_layer(cls, layer):
+        """The spectral encoder of a built keras_hub `ViTEncoder` (same outputs)."""
+        config = {"block_sizes": None, "key_dim": None, **layer.get_config()}
+        new = build_like(cls.from_config(config), layer)
+        for target, source in zip(new.encoder_layers, layer.encoder_layers):
+            for path in VIT_BLOCK_SUBLAYERS:
+                part = attribute(source, path)
+                if path == "mha":
+                    part = SpectralMultiHeadAttention.from_layer(part)
+                elif path.startswith("mlp."):
+                    part = SpectralDense.from_dense(part)
+                _assign(attribute(target, path), _weights(part))
+        _assign(new.layer_norm, _weights(layer.layer_norm))
+        return new
+
+    def to_layer(self):
+        """keras_hub's `ViTEncoder` with the same outputs (`PrunedViTEncoder` where the
+        blocks' sizes differ, or the heads' size is not `hidden_dim // num_heads`)."""
+        sizes = [[b.mha._num_heads, b.mlp.dense_1.units] for b in self.encoder_layers]
+        key_dim = self.encoder_layers[0].mha._key_dim
+        config = {k: v for k, v in self.get_config().items() if k not in ("block_sizes", "key_dim")}
+        if all(size == sizes[0] for size in sizes) and key_dim == self.hidden_dim // sizes[0][0]:
+            cls, config = ViTEncoder, {**config, "num_heads": sizes[0][0], "mlp_dim": sizes[0][1]}
+        else:
+            cls, config = PrunedViTEncoder, {**config, "block_sizes": sizes, "key_dim": key_dim}
+        plain = build_like(cls.from_config(config), self)
+        for target, source in zip(plain.encoder_layers, self.encoder_layers):
+            for path in VIT_BLOCK_SUBLAYERS:
+                part = attribute(source, path)
+                part = part.to_layer() if path == "mha" else part.to_dense() if path.startswith("mlp.") else part
+                _assign(attribute(target, path), _weights(part))
+        _assign(plain.layer_norm, _weights(self.layer_norm))
+        return plain
+
+
 SPECTRAL_BLOCKS = {TransformerEncoder: SpectralTransformerEncoder, TransformerDecoder: SpectralTransformerDecoder,
                    PrunedTransformerEncoder: SpectralTransformerEncoder,
                    PrunedTransformerDecoder: SpectralTransformerDecoder,
-                   GemmaDecoderBlock: SpectralGemmaDecoderBlock}
+                   GemmaDecoderBlock: SpectralGemmaDecoderBlock,
+                   ViTEncoder: SpectralViTEncoder, PrunedViTEncoder: SpectralViTEncoder}
+SPECTRAL_CLASSES = tuple(set(SPECTRAL_BLOCKS.values()))  # what `collapse` turns back into keras_hub's classes

@@ -179,3 +179,40 @@ def test_taylor_scores_blocks():
 def test_plain_blocks_say_how_to_prune_them():
     groups = {g.name: g for g in ks.node_groups(classifier())}
     assert "convert it with keras_spectral.spectralize" in groups["block/heads"].reason
+
+
+def vit():
+    keras.utils.set_random_seed(0)
+    return keras_hub.models.ViTBackbone(image_shape=(16, 16, 3), patch_size=4, num_layers=2, num_heads=4,
+                                        hidden_dim=16, mlp_dim=32)
+
+
+def test_vit_backbone_blocks_lose_heads_and_units_exactly(tmp_path):
+    """ViTBackbone's ViTEncoder holds every block: two groups per block; blocks pruned
+    unevenly collapse to `PrunedViTEncoder`, evenly (units only) to keras_hub's class."""
+    model = vit()
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(numpy(ks.spectralize(model)(x)), numpy(model(x)), atol=1e-5)
+    spectral = randomized(model)
+    groups = block_groups(spectral)
+    names = [f"vit_encoder/transformer_block_{i}/{kind}" for i in (1, 2) for kind in ("heads", "units")]
+    assert sorted(groups) == names and all(g.prunable for g in groups.values())
+    ks.prune_nodes(spectral, fraction={names[0]: 0.5, names[3]: 0.25}, score="l2")
+    masked = numpy(spectral(x))
+    small = ks.compact(spectral)
+    served = ks.collapse(small)
+    for other in (small, served):
+        np.testing.assert_allclose(numpy(other(x)), masked, atol=1e-4 * np.abs(masked).max(), rtol=0)
+    encoder = served.get_layer("vit_encoder")
+    assert type(encoder) is hub.PrunedViTEncoder and encoder.block_sizes == [[2, 32], [4, 24]]
+    # The encoder saves and loads (keras_hub's ViTPatchingAndEmbedding does not: its config
+    # does not round-trip, so the whole functional model cannot be reloaded).
+    wrapper = keras.Sequential([keras.Input((17, 16)), encoder])
+    wrapper.save(tmp_path / "encoder.keras")
+    h = np.random.default_rng(1).normal(size=(2, 17, 16)).astype("float32")
+    np.testing.assert_allclose(numpy(keras.saving.load_model(tmp_path / "encoder.keras")(h)), numpy(wrapper(h)),
+                               atol=1e-6)
+    even = randomized(model)
+    ks.prune_nodes(even, fraction={names[1]: 0.5, names[3]: 0.5}, score="sum")
+    encoder = ks.collapse(ks.compact(even)).get_layer("vit_encoder")
+    assert type(encoder) is hub.ViTEncoder and (encoder.num_heads, encoder.mlp_dim) == (4, 16)

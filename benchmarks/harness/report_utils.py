@@ -27,10 +27,18 @@ def atomic_write(path, text):
 
 
 def records_or_exit(results, study):
-    """The records of the results file `results`, or exit saying to run `study` first."""
+    """The records of the results file `results`, or exit saying to run `study` first. A
+    cell recorded twice (two processes that ran it at once) counts once: its first record."""
+    import json
+
     from harness.results import ResultsFile
 
-    records = ResultsFile(results).records()
+    records, seen = [], set()
+    for record in ResultsFile(results).records():
+        key = json.dumps(record.get("key"), sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            records.append(record)
     if not records:
         raise SystemExit(f"{results} holds no records yet: run `python benchmarks/{study}.py run` first.")
     return records

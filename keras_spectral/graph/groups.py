@@ -45,8 +45,8 @@ def mask_variable(layer, side):
     if side in ("in", "out"):
         return getattr(layer, f"eigenvalues_{side}_mask")
     target = layer
-    for name in rules.rule_for(layer).masks[side].split("."):  # a path into sublayers: "attention.head_mask"
-        target = getattr(target, name)
+    for name in rules.rule_for(layer).mask_path(layer, side).split("."):  # into sublayers: "mha.head_mask"
+        target = target[int(name)] if name.isdigit() else getattr(target, name)  # "blocks.0": a list entry
     return target
 
 

@@ -79,7 +79,9 @@ class Rule:
         masks: `{kind: attribute name}` of masks the layer holds of its own, that removing
             a node sets to 0: `"feature"` for a per-feature layer's mask of its features
             (a masked normalization), an inner kind (`"heads"`, `"units"`) for a layer's
-            inner nodes. A dotted name reaches into sublayers (`"_attention.head_mask"`).
+            inner nodes. A dotted name reaches into sublayers (`"_attention.head_mask"`; a
+            number indexes a list, `"blocks.0.mha.head_mask"`); `mask_path(layer, kind)`
+            gives it where it depends on the layer.
         inner(layer), inner_scores(layer, score, kind), holds_masks(layer), `slice`'s
             `keep_<kind>` and `cost`'s `kept_<kind>`: for a layer that holds node groups
             inside (attention heads, a transformer block's feed-forward units; see
@@ -121,6 +123,10 @@ class Rule:
     def inner(self, layer):
         """`{kind: size}` of the node groups the layer holds inside (default: none)."""
         return {}
+
+    def mask_path(self, layer, kind):
+        """The attribute path of the layer's `kind` mask (default: `masks[kind]`)."""
+        return self.masks[kind]
 
     def inner_rows(self, layer, kind):
         """`(nodes, k)`: the entries of the `kind` mask that each inner node holds

@@ -36,14 +36,15 @@ class TransformerBlockRule(Opaque):
         self.masks = {"heads": f"{attention}.head_mask", "units": f"{down}.eigenvalues_in_mask"}
 
     def _parts(self, layer):
-        return getattr(layer, self.attention), [getattr(layer, a) for a in self.up], getattr(layer, self.down)
+        return (hub.attribute(layer, self.attention), [hub.attribute(layer, a) for a in self.up],
+                hub.attribute(layer, self.down))
 
     def inner(self, layer):
         _, up, _ = self._parts(layer)
         return {"heads": self.heads(layer), "units": int(up[0].kernel.shape[-1])}
 
     def heads(self, layer):
-        return getattr(layer, self.attention)._num_heads
+        return hub.attribute(layer, self.attention)._num_heads
 
     def holds_masks(self, layer):
         return isinstance(layer, hub._SpectralBlock)
@@ -63,7 +64,7 @@ class TransformerBlockRule(Opaque):
         return {"out": out, "in": into, "sum": out + into, "product": out * into}[score]
 
     def head_scores(self, layer, score):
-        return _ATTENTION.inner_scores(getattr(layer, self.attention), score)
+        return _ATTENTION.inner_scores(hub.attribute(layer, self.attention), score)
 
     def config(self, layer, heads, units):
         """The config of the block with `heads` (kept indices) and `units` units."""
@@ -76,17 +77,30 @@ class TransformerBlockRule(Opaque):
         return config
 
     def sliced_attention(self, layer, heads):
-        attention = getattr(layer, self.attention)
+        attention = hub.attribute(layer, self.attention)
         everything = np.arange(int(attention._output_dense.kernel.shape[-1]))
         shape = tuple(attention.get_build_config()["shapes_dict"]["query_shape"])
         return hub._weights(_ATTENTION.slice(attention, everything, everything, shape, None, keep_heads=heads))
 
     def slice(self, layer, keep_in, keep_out, input_shape, bias, keep_heads=None, keep_units=None):
         """A block of the same class with the heads `keep_heads` and units `keep_units`."""
-        attention, up, down = self._parts(layer)
-        heads = np.arange(self.heads(layer)) if keep_heads is None else np.asarray(keep_heads)
-        units = np.arange(int(up[0].kernel.shape[-1])) if keep_units is None else np.asarray(keep_units)
+        heads, units = self.kept(layer, keep_heads, keep_units)
         new = hub.build_like(type(layer).from_config(self.config(layer, heads, len(units))), layer)
+        sliced = self.sliced_parts(layer, heads, units)
+        for attribute, source in hub._sublayers(layer):
+            hub._assign(getattr(new, attribute), sliced.get(attribute) or hub._weights(source))
+        return new
+
+    def kept(self, layer, keep_heads, keep_units):
+        """The heads and units kept (all where None)."""
+        sizes = self.inner(layer)
+        return tuple(np.arange(sizes[kind]) if keep is None else np.asarray(keep)
+                     for kind, keep in (("heads", keep_heads), ("units", keep_units)))
+
+    def sliced_parts(self, layer, heads, units):
+        """`{attribute: weights}` of the block's attention and feed-forward layers keeping
+        `heads` and `units`."""
+        _, up, down = self._parts(layer)
         hidden = np.arange(int(up[0].kernel.shape[0]))
         shape = (None, None, len(hidden))
         sliced = {self.attention: self.sliced_attention(layer, heads),
@@ -94,9 +108,7 @@ class TransformerBlockRule(Opaque):
                                                                _bias(down, hidden)))}
         for attribute, dense in zip(self.up, up):
             sliced[attribute] = hub._weights(rule_for(dense).slice(dense, hidden, units, shape, _bias(dense, units)))
-        for attribute, source in hub._sublayers(layer):
-            hub._assign(getattr(new, attribute), sliced.get(attribute) or hub._weights(source))
-        return new
+        return sliced
 
     def attention_cost(self, attention, call, graph, kept_heads):
         """`(multiply_adds, parameters)` per sample of a self-attention on the block's input."""
@@ -109,7 +121,7 @@ class TransformerBlockRule(Opaque):
         cross-attention, counted with the decoder's own length)."""
         layer = call.layer
         tokens = int(np.prod([d or 1 for d in graph.tensors[call.inputs[0]].shape[1:-1]]))
-        macs, params = self.attention_cost(getattr(layer, self.attention), call, graph, kept_heads)
+        macs, params = self.attention_cost(hub.attribute(layer, self.attention), call, graph, kept_heads)
         cross = getattr(layer, "_cross_attention_layer", None)
         if cross is not None:
             m, p = self.attention_cost(cross, call, graph, 1.0)
@@ -123,7 +135,7 @@ class TransformerBlockRule(Opaque):
         return self.cost(call, graph, 1.0, 1.0)[0]
 
     def parameters(self, layer):
-        attentions = [getattr(layer, self.attention)] + [a for a in [getattr(layer, "_cross_attention_layer", None)]
+        attentions = [hub.attribute(layer, self.attention)] + [a for a in [getattr(layer, "_cross_attention_layer", None)]
                                                          if a is not None]
         return (sum(self.attention_parameters(a) for a in attentions)
                 + self._other_parameters(layer, self.inner(layer)["units"]))
@@ -201,6 +213,71 @@ class GemmaBlockRule(TransformerBlockRule):
         return 2 * (attention.num_query_heads + attention.num_key_value_heads) * attention.hidden_dim * attention.head_dim
 
 
+class ViTEncoderRule(Opaque):
+    """keras_hub's `ViTEncoder`, which holds every block of a ViT: two node groups per block,
+    `<block>/heads` and `<block>/units` (its MLP's hidden units)."""
+
+    block = TransformerBlockRule("mha", ("mlp.dense_1",), "mlp.dense_2")
+
+    def __init__(self):
+        super().__init__("its hidden features (the residual stream) are not prunable yet; its blocks' heads and "
+                         "MLP units are")
+
+    def _block(self, layer, kind):
+        """`(index, block, "heads" | "units")` of an inner kind `"<block>/<part>"`."""
+        name, part = kind.rsplit("/", 1)
+        index = [b.name for b in layer.encoder_layers].index(name)
+        return index, layer.encoder_layers[index], part
+
+    def inner(self, layer):
+        return {f"{b.name}/{kind}": size for b in layer.encoder_layers for kind, size in self.block.inner(b).items()}
+
+    def mask_path(self, layer, kind):
+        index, _, part = self._block(layer, kind)
+        return f"encoder_layers.{index}.{self.block.masks[part]}"
+
+    def holds_masks(self, layer):
+        return isinstance(layer, hub.SpectralViTEncoder)
+
+    def inner_scores(self, layer, score, kind):
+        _, block, part = self._block(layer, kind)
+        return self.block.inner_scores(block, score, part)
+
+    def slice(self, layer, keep_in, keep_out, input_shape, bias, **keep):
+        """An encoder of the same class whose blocks keep `keep_<block>/heads` heads and
+        `keep_<block>/units` units."""
+        kept = [self.block.kept(b, keep.get(f"keep_{b.name}/heads"), keep.get(f"keep_{b.name}/units"))
+                for b in layer.encoder_layers]
+        config = {**layer.get_config(), "block_sizes": [[len(h), len(u)] for h, u in kept],
+                  "key_dim": layer.encoder_layers[0].mha._key_dim}
+        new = hub.build_like(type(layer).from_config(config), layer)
+        for target, source, (heads, units) in zip(new.encoder_layers, layer.encoder_layers, kept):
+            sliced = self.block.sliced_parts(source, heads, units)
+            for path in hub.VIT_BLOCK_SUBLAYERS:
+                values = sliced.get(path) or hub._weights(hub.attribute(source, path))
+                hub._assign(hub.attribute(target, path), values)
+        hub._assign(new.layer_norm, hub._weights(layer.layer_norm))
+        return new
+
+    def cost(self, call, graph, kept_in, kept_out, **kept):
+        """The blocks' costs (`TransformerBlockRule.cost`, each with its fractions of heads
+        and units kept) and the final normalization's parameters."""
+        macs, params = 0.0, float(sum(int(np.prod(w.shape)) for w in call.layer.layer_norm.weights))
+        for block in call.layer.encoder_layers:
+            m, p = self.block.cost(_Call(block, call.inputs), graph, 1.0, 1.0,
+                                   kept_heads=kept.get(f"kept_{block.name}/heads", 1.0),
+                                   kept_units=kept.get(f"kept_{block.name}/units", 1.0))
+            macs, params = macs + m, params + p
+        return macs, params
+
+    def multiply_adds(self, call, graph):
+        return self.cost(call, graph, 1.0, 1.0)[0]
+
+    def parameters(self, layer):
+        return (sum(self.block.parameters(b) for b in layer.encoder_layers)
+                + sum(int(np.prod(w.shape)) for w in layer.layer_norm.weights))
+
+
 class _Call:
     """A stand-in for the graph call of a block's inner attention: the layer and the
     block's input tensors (query, then value)."""
@@ -220,3 +297,5 @@ for _cls in (hub.TransformerEncoder, hub.TransformerDecoder, hub.PrunedTransform
     register_rule(_cls, _TRANSFORMER_BLOCK)
 for _cls in (hub.GemmaDecoderBlock, hub.SpectralGemmaDecoderBlock):
     register_rule(_cls, GemmaBlockRule())
+for _cls in (hub.ViTEncoder, hub.PrunedViTEncoder, hub.SpectralViTEncoder):
+    register_rule(_cls, ViTEncoderRule())
