@@ -166,7 +166,7 @@ def _companion(layer):
     """How `spectralize` converts a layer that is not a Dense or a convolution (a
     function of the layer), or None: LayerNormalization / RMSNormalization over the last
     axis, MultiHeadAttention, Embedding (exact types, built, not quantized), keras_hub's
-    TransformerEncoder and TransformerDecoder (`keras_spectral.hub`)."""
+    transformer blocks (`keras_spectral.hub.SPECTRAL_BLOCKS`)."""
     if _maskable_normalization(layer):
         return MASKED_NORMALIZATIONS[type(layer)].from_layer
     if type(layer) is keras.layers.MultiHeadAttention and layer.built:

@@ -1,6 +1,7 @@
-"""keras_hub blocks (#32): `TransformerEncoder` / `TransformerDecoder` in backbones built
-from small configs (no presets) lose heads and feed-forward units exactly, on all
-backends; `collapse` gives keras_hub's classes back. Skipped without keras_hub."""
+"""keras_hub blocks (#32): the blocks of BertBackbone, GPT2Backbone, GemmaBackbone and
+ViTBackbone built from small configs (no presets), and of models built from keras_hub's
+`TransformerEncoder` / `TransformerDecoder`, lose heads and feed-forward units exactly, on
+all backends; `collapse` gives keras_hub's classes back. Skipped without keras_hub."""
 
 import keras
 import numpy as np
