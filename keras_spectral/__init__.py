@@ -10,6 +10,7 @@ from keras_spectral.budgets import BudgetError
 from keras_spectral.graph import ModelCost, model_cost, multiply_adds, node_groups, register_rule, rules
 from keras_spectral.embedding import SpectralEmbedding
 from keras_spectral.layers import SpectralDense
+from keras_spectral.learned_importance import learn_importance
 from keras_spectral.normalization import MaskedLayerNormalization, MaskedRMSNormalization
 from keras_spectral.callbacks import EigenvaluePruning
 from keras_spectral.pruning import node_scores, node_sparsity, prune_nodes
@@ -37,6 +38,7 @@ __all__ = [
     "prune_nodes",
     "node_scores",
     "node_sparsity",
+    "learn_importance",
     "compact",
     "spectralize",
     "node_groups",
