@@ -166,7 +166,7 @@ def _companion(layer):
     """How `spectralize` converts a layer that is not a Dense or a convolution (a
     function of the layer), or None: LayerNormalization / RMSNormalization over the last
     axis, MultiHeadAttention, Embedding (exact types, built, not quantized), keras_hub's
-    transformer blocks (`keras_spectral.hub.SPECTRAL_BLOCKS`)."""
+    transformer blocks (`keras_spectral.hub.CONVERSIONS`)."""
     if _maskable_normalization(layer):
         return MASKED_NORMALIZATIONS[type(layer)].from_layer
     if type(layer) is keras.layers.MultiHeadAttention and layer.built:
@@ -175,8 +175,8 @@ def _companion(layer):
             and not layer.lora_enabled):
         return SpectralEmbedding.from_layer
     hub = extensions.hub()
-    if hub is not None and type(layer) in hub.SPECTRAL_BLOCKS and layer.built:
-        return hub.SPECTRAL_BLOCKS[type(layer)].from_layer
+    if hub is not None and type(layer) in hub.CONVERSIONS and layer.built:
+        return hub.CONVERSIONS[type(layer)].from_layer
     return None
 
 

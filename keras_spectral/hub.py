@@ -37,7 +37,7 @@ from keras import ops
 from keras_hub.layers import CachedMultiHeadAttention, TransformerDecoder, TransformerEncoder
 from keras_hub.src.models.gemma.gemma_attention import CachedGemmaAttention
 from keras_hub.src.models.gemma.gemma_decoder_block import GemmaDecoderBlock
-from keras_hub.src.models.vit.vit_layers import ViTEncoder, ViTEncoderBlock
+from keras_hub.src.models.vit.vit_layers import ViTEncoder, ViTEncoderBlock, ViTPatchingAndEmbedding
 
 from keras_spectral.attention import SpectralMultiHeadAttention
 from keras_spectral.layers import SpectralDense
@@ -464,9 +464,36 @@ class SpectralViTEncoder(PrunedViTEncoder):
         return plain
 
 
+def _patching_config(layer):
+    """A `ViTPatchingAndEmbedding`'s config that its constructor takes back."""
+    config = ViTPatchingAndEmbedding.get_config(layer)
+    for derived in ("num_patches", "num_positions"):
+        config.pop(derived, None)
+    return {**config, "use_patch_bias": layer.use_patch_bias, "data_format": layer.data_format}
+
+
+@keras.saving.register_keras_serializable(package="keras_spectral")
+class SavableViTPatchingAndEmbedding(ViTPatchingAndEmbedding):
+    """keras_hub's `ViTPatchingAndEmbedding` with a config that round-trips (keras_hub's
+    returns `num_patches` and `num_positions`, which its constructor does not take, and
+    leaves out `use_patch_bias` and `data_format`): `spectralize` puts it in place of
+    keras_hub's, with the same weights, so that a pruned ViT saves and loads."""
+
+    def get_config(self):
+        return _patching_config(self)
+
+    @classmethod
+    def from_layer(cls, layer):
+        new = cls.from_config(_patching_config(layer))
+        new.build_from_config(layer.get_build_config())
+        _assign(new, _weights(layer))
+        return new
+
+
 SPECTRAL_BLOCKS = {TransformerEncoder: SpectralTransformerEncoder, TransformerDecoder: SpectralTransformerDecoder,
                    PrunedTransformerEncoder: SpectralTransformerEncoder,
                    PrunedTransformerDecoder: SpectralTransformerDecoder,
                    GemmaDecoderBlock: SpectralGemmaDecoderBlock,
                    ViTEncoder: SpectralViTEncoder, PrunedViTEncoder: SpectralViTEncoder}
 SPECTRAL_CLASSES = tuple(set(SPECTRAL_BLOCKS.values()))  # what `collapse` turns back into keras_hub's classes
+CONVERSIONS = {**SPECTRAL_BLOCKS, ViTPatchingAndEmbedding: SavableViTPatchingAndEmbedding}  # what `spectralize` does
