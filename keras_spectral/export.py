@@ -30,7 +30,7 @@ def _plain(layer):
     if isinstance(layer, (SpectralMultiHeadAttention, SpectralEmbedding)):
         return layer.to_layer()
     hub = extensions.hub()
-    if hub is not None and isinstance(layer, hub.SPECTRAL_CLASSES):
+    if hub is not None and isinstance(layer, hub.SPECTRAL_CLASSES) and not layer.holds_removed_features():
         return layer.to_layer()
     return None
 

@@ -20,8 +20,10 @@ block of the same class with fewer heads and units, and `collapse` keras_hub's c
 Where keras_hub's config cannot hold the pruned sizes (its encoder and decoder derive a
 head's size from `hidden_dim // num_heads`; a `ViTEncoder` gives every block the same
 sizes), `collapse` returns the `Pruned*` class: keras_hub's class with the arguments that
-can (`key_dim`, `cross_attention_heads`, `block_sizes`), registered for saving. The blocks'
-hidden features (the residual stream) stay: they are not prunable yet.
+can (`key_dim`, `cross_attention_heads`, `block_sizes`), registered for saving. The
+residual stream passes the spectral encoder and decoder blocks (without cross-attention):
+their normalizations are masked ones and `stream_mask` zeroes a removed hidden feature of
+their output. Gemma's and ViT's blocks keep their hidden features.
 
 Example:
 
@@ -41,8 +43,10 @@ from keras_hub.src.models.vit.vit_layers import ViTEncoder, ViTEncoderBlock, ViT
 
 from keras_spectral.attention import SpectralMultiHeadAttention
 from keras_spectral.layers import SpectralDense
+from keras_spectral.normalization import MaskedLayerNormalization
 
 FEED_FORWARD = ("_feedforward_intermediate_dense", "_feedforward_output_dense")
+NORMALIZATIONS = ("_self_attention_layer_norm", "_feedforward_layer_norm")  # of the stream a block masks
 
 
 @keras.saving.register_keras_serializable(package="keras_spectral")
@@ -140,19 +144,61 @@ class _SpectralBlock:
     up_attributes = ("_feedforward_intermediate_dense",)
     down_attribute = "_feedforward_output_dense"
     plain_class = pruned_class = None
+    masks_stream = True  # masked normalizations and `stream_mask` (its hidden features prune)
 
     def _make_spectral(self):
-        """After `build`: a spectral self-attention and feed-forward network."""
+        """After `build`: a spectral self-attention and feed-forward network, masked
+        normalizations, and `stream_mask`, a mask of the hidden features (a removed one
+        leaves the normalizations' statistics and the block outputs 0 there)."""
         attention = self._self_attention_layer
         spectral = (SpectralCachedMultiHeadAttention if isinstance(attention, CachedMultiHeadAttention)
                     else SpectralMultiHeadAttention)
-        _replace_sublayer(self, "_self_attention_layer", spectral.from_layer(attention))
+        _replace_sublayer(self, "_self_attention_layer", spectral.from_layer(attention, self_attention=True))
         for attribute in FEED_FORWARD:
             _replace_sublayer(self, attribute, SpectralDense.from_dense(getattr(self, attribute)))
+        for attribute in NORMALIZATIONS:
+            norm = getattr(self, attribute, None)
+            if norm is not None:
+                _replace_sublayer(self, attribute, MaskedLayerNormalization.from_layer(norm))
+        hidden = int(self._feedforward_output_dense.units)
+        self.stream_mask = self.add_weight(name="stream_mask", shape=(hidden,), initializer="ones", trainable=False)
+
+    def _masked_stream(self, result):
+        """The block's `result` (its output, or a tuple led by it) with removed hidden
+        features at 0."""
+        first = result[0] if isinstance(result, tuple) else result
+        masked = first * ops.cast(self.stream_mask, first.dtype)
+        return (masked,) + tuple(result[1:]) if isinstance(result, tuple) else masked
+
+    def holds_removed_features(self):
+        """Whether hidden features are masked (then `collapse` keeps the block: `compact` first)."""
+        mask = getattr(self, "stream_mask", None)
+        return mask is not None and not np.all(ops.convert_to_numpy(mask))
 
     @classmethod
     def _spectral_attention_weights(cls, attention):
-        return _weights(SpectralMultiHeadAttention.from_layer(attention))
+        return _weights(SpectralMultiHeadAttention.from_layer(attention, self_attention=True))
+
+    @classmethod
+    def _spectral_weights(cls, attribute, source):
+        """The weights of the spectral twin of the sublayer `source` at `attribute`."""
+        if attribute == cls.attention_attribute:
+            return cls._spectral_attention_weights(source)
+        if attribute in (*cls.up_attributes, cls.down_attribute):
+            return _weights(SpectralDense.from_dense(_as_dense(source)))
+        if attribute in NORMALIZATIONS and type(source) is keras.layers.LayerNormalization and cls.masks_stream:
+            return _weights(MaskedLayerNormalization.from_layer(source))
+        return _weights(source)
+
+    def _plain_weights(self, attribute, source):
+        """The weights of the plain twin of the spectral sublayer `source` at `attribute`."""
+        if attribute == self.attention_attribute:
+            return self._plain_attention_weights()
+        if attribute in (*self.up_attributes, self.down_attribute):
+            return _weights(source.to_dense())
+        if isinstance(source, MaskedLayerNormalization):
+            return _weights(source.to_layer())
+        return _weights(source)
 
     def _plain_attention_weights(self):
         return _weights(getattr(self, self.attention_attribute).to_layer())
@@ -182,13 +228,7 @@ class _SpectralBlock:
             raise ValueError(f"Layer '{layer.name}' is not built; call the model on data (or build it) first.")
         new = build_like(cls.from_config(cls._spectral_config(layer)), layer)
         for attribute, source in _sublayers(layer):
-            if attribute == cls.attention_attribute:
-                values = cls._spectral_attention_weights(source)
-            elif attribute in (*cls.up_attributes, cls.down_attribute):
-                values = _weights(SpectralDense.from_dense(_as_dense(source)))
-            else:
-                values = _weights(source)
-            _assign(getattr(new, attribute), values)
+            _assign(getattr(new, attribute), cls._spectral_weights(attribute, source))
         return new
 
     def to_layer(self):
@@ -196,13 +236,7 @@ class _SpectralBlock:
         cls, config = self._plain_class_and_config()
         plain = build_like(cls.from_config(config), self)
         for attribute, source in _sublayers(self):
-            if attribute == self.attention_attribute:
-                values = self._plain_attention_weights()
-            elif attribute in (*self.up_attributes, self.down_attribute):
-                values = _weights(source.to_dense())
-            else:
-                values = _weights(source)
-            _assign(getattr(plain, attribute), values)
+            _assign(getattr(plain, attribute), self._plain_weights(attribute, source))
         return plain
 
 
@@ -269,6 +303,11 @@ class SpectralTransformerEncoder(_SpectralBlock, PrunedTransformerEncoder):
         super().build(inputs_shape)
         self._make_spectral()
 
+    def call(self, inputs, padding_mask=None, attention_mask=None, training=None, return_attention_scores=False):
+        return self._masked_stream(super().call(
+            inputs, padding_mask=padding_mask, attention_mask=attention_mask, training=training,
+            return_attention_scores=return_attention_scores))
+
 
 @keras.saving.register_keras_serializable(package="keras_spectral")
 class SpectralTransformerDecoder(_SpectralBlock, PrunedTransformerDecoder):
@@ -281,6 +320,19 @@ class SpectralTransformerDecoder(_SpectralBlock, PrunedTransformerDecoder):
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
         super().build(decoder_sequence_shape, encoder_sequence_shape)
         self._make_spectral()
+
+    def call(self, decoder_sequence, encoder_sequence=None, decoder_padding_mask=None, decoder_attention_mask=None,
+             encoder_padding_mask=None, encoder_attention_mask=None, self_attention_cache=None,
+             self_attention_cache_update_index=None, cross_attention_cache=None,
+             cross_attention_cache_update_index=None, use_causal_mask=True, training=None):
+        return self._masked_stream(super().call(
+            decoder_sequence, encoder_sequence=encoder_sequence, decoder_padding_mask=decoder_padding_mask,
+            decoder_attention_mask=decoder_attention_mask, encoder_padding_mask=encoder_padding_mask,
+            encoder_attention_mask=encoder_attention_mask, self_attention_cache=self_attention_cache,
+            self_attention_cache_update_index=self_attention_cache_update_index,
+            cross_attention_cache=cross_attention_cache,
+            cross_attention_cache_update_index=cross_attention_cache_update_index,
+            use_causal_mask=use_causal_mask, training=training))
 
 
 @keras.saving.register_keras_serializable(package="keras_spectral")
@@ -331,6 +383,7 @@ class SpectralGemmaDecoderBlock(_SpectralBlock, GemmaDecoderBlock):
     up_attributes = ("gating_ffw", "gating_ffw_2")
     down_attribute = "ffw_linear"
     plain_class = GemmaDecoderBlock
+    masks_stream = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -427,6 +480,9 @@ class SpectralViTEncoder(PrunedViTEncoder):
             _replace_sublayer(block, "mha", SpectralMultiHeadAttention.from_layer(block.mha))
             for name in ("dense_1", "dense_2"):
                 _replace_sublayer(block.mlp, name, SpectralDense.from_dense(getattr(block.mlp, name)))
+
+    def holds_removed_features(self):
+        return False  # its hidden features are not prunable
 
     @classmethod
     def from_layer(cls, layer):

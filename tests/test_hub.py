@@ -91,8 +91,8 @@ def test_backbones_lose_heads_and_units_exactly(name, score, tmp_path):
     assert sorted(groups) == [f"{prefix}_{i}/{kind}" for i in range(2) for kind in ("heads", "units")]
     units = groups[f"{prefix}_0/units"].size
     assert all(g.prunable for g in groups.values())
-    if name == "bert":  # the stream: one short clause for the blocks
-        assert "its hidden features (the residual stream) are not prunable yet" in by_name(spectral)["segment_embedding"].reason
+    if name == "bert":  # the stream passes the blocks, but it is the backbone's output
+        assert "is a model output" in by_name(spectral)["segment_embedding"].reason
     before = output(spectral, x)
     ks.prune_nodes(spectral, fraction=0.5, score=score, ignored_layers=[
         g.name for g in ks.node_groups(spectral) if g.prunable and g.name not in groups])
@@ -216,3 +216,40 @@ def test_vit_backbone_blocks_lose_heads_and_units_exactly(tmp_path):
     ks.prune_nodes(even, fraction={names[1]: 0.5, names[3]: 0.5}, score="sum")
     encoder = ks.collapse(ks.compact(even)).get_layer("vit_encoder")
     assert type(encoder) is hub.ViTEncoder and (encoder.num_heads, encoder.mlp_dim) == (4, 16)
+
+
+def stream_classifier(normalize_first=True):
+    """Two keras_hub encoder blocks on a stream a Dense layer makes (pre-LN or post-LN)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,), dtype="int32")
+    h = keras.layers.Dense(16, name="stream")(keras.layers.Embedding(50, 16)(inputs))
+    for name in ("block", "block2"):
+        h = keras_hub.layers.TransformerEncoder(32, 4, normalize_first=normalize_first, name=name)(h)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(h))
+
+
+@pytest.mark.parametrize("normalize_first", [True, False])
+def test_the_stream_through_encoder_blocks_prunes_exactly(normalize_first, tmp_path):
+    model = stream_classifier(normalize_first)
+    x = np.random.default_rng(0).integers(0, 50, (4, 8)).astype("int32")
+    spectral = randomized(model)
+    assert by_name(spectral)["stream"].prunable  # it passes both blocks
+    ks.prune_nodes(spectral, fraction={"stream": 0.25, "block/heads": 0.5, "block2/units": 0.5}, score="l2")
+    masked = numpy(spectral(x))
+    small = ks.compact(spectral)
+    served = ks.collapse(small)
+    for other in (small, served):
+        np.testing.assert_allclose(numpy(other(x)), masked, atol=1e-4 * np.abs(masked).max(), rtol=0)
+    blocks = [served.get_layer(name) for name in ("block", "block2")]
+    assert [(b.num_heads, b.intermediate_dim, b._self_attention_layer_norm.gamma.shape[0]) for b in blocks] == [
+        (2, 32, 12), (4, 16, 12)]
+    served.save(tmp_path / "served.keras")
+    np.testing.assert_allclose(numpy(keras.saving.load_model(tmp_path / "served.keras")(x)), numpy(served(x)),
+                               atol=1e-6)
+    assert ks.pruning_report(small, original=spectral).totals["parameters"][1] == served.count_params()
+
+
+def test_a_decoder_with_cross_attention_keeps_its_stream():
+    groups = {g.name: g for g in ks.node_groups(ks.spectralize(classifier(cross=True)))}
+    assert "a decoder with cross-attention keeps its hidden features" in groups["memory"].reason

@@ -163,8 +163,10 @@ class NodeGroup:
         else:  # readers that cannot fold a removed input's constant into a bias mask it
             targets += [(c, "in", rows) for c, rows in self.consumers
                         if is_spectral(c) and not getattr(rules.rule_for(c), "folds", True)]
-        # Per-feature layers with masks of their own (masked normalizations): always set.
-        targets += [(layer, "feature", rows) for layer, rows in self.passes if "feature" in rules.rule_for(layer).masks]
+        # Per-feature layers with masks of their own (masked normalizations; a transformer
+        # block's several, "feature…"): always set.
+        targets += [(layer, kind, rows) for layer, rows in self.passes
+                    for kind in rules.rule_for(layer).masks if kind.startswith("feature")]
         return targets
 
     @property

@@ -3,15 +3,16 @@
 registered once keras_hub is imported.
 
 A block holds two node groups inside (`InnerGroup`s): its self-attention heads and its
-feed-forward units. Its hidden features (the residual stream it reads and writes) are
-opaque: they are not prunable yet.
+feed-forward units. The residual stream passes a spectral `TransformerEncoder` or
+`TransformerDecoder` (without cross-attention) as a per-feature layer (`StreamBlockRule`);
+Gemma's and ViT's blocks are opaque to it.
 """
 
 import numpy as np
 
 from keras_spectral import hub
 from keras_spectral.graph.rules.attention import AttentionRule
-from keras_spectral.graph.rules.base import Opaque, register_rule, rule_for
+from keras_spectral.graph.rules.base import OPAQUE, PER_FEATURE, Opaque, describe, register_rule, rule_for
 from keras_spectral.graph.rules.weights import numpy
 
 _ATTENTION = AttentionRule()
@@ -34,6 +35,10 @@ class TransformerBlockRule(Opaque):
                          "feed-forward units are")
         self.attention, self.up, self.down = attention, tuple(up), down
         self.masks = {"heads": f"{attention}.head_mask", "units": f"{down}.eigenvalues_in_mask"}
+
+    def feature_axis(self, layer):
+        return -1
+
 
     def _parts(self, layer):
         return (hub.attribute(layer, self.attention), [hub.attribute(layer, a) for a in self.up],
@@ -76,11 +81,15 @@ class TransformerBlockRule(Opaque):
             config["cross_attention_heads"] = cross._num_heads
         return config
 
-    def sliced_attention(self, layer, heads):
+    def sliced_attention(self, layer, heads, hidden=None):
         attention = hub.attribute(layer, self.attention)
-        everything = np.arange(int(attention._output_dense.kernel.shape[-1]))
+        if hidden is None:
+            hidden = np.arange(int(attention._output_dense.kernel.shape[-1]))
         shape = tuple(attention.get_build_config()["shapes_dict"]["query_shape"])
-        return hub._weights(_ATTENTION.slice(attention, everything, everything, shape, None, keep_heads=heads))
+        bias = attention._output_dense.bias
+        bias = None if bias is None else numpy(bias)[hidden]
+        return hub._weights(_ATTENTION.slice(attention, hidden, hidden, shape[:-1] + (len(hidden),), bias,
+                                             keep_heads=heads))
 
     def slice(self, layer, keep_in, keep_out, input_shape, bias, keep_heads=None, keep_units=None):
         """A block of the same class with the heads `keep_heads` and units `keep_units`."""
@@ -97,13 +106,13 @@ class TransformerBlockRule(Opaque):
         return tuple(np.arange(sizes[kind]) if keep is None else np.asarray(keep)
                      for kind, keep in (("heads", keep_heads), ("units", keep_units)))
 
-    def sliced_parts(self, layer, heads, units):
+    def sliced_parts(self, layer, heads, units, hidden=None):
         """`{attribute: weights}` of the block's attention and feed-forward layers keeping
-        `heads` and `units`."""
+        `heads`, `units` and the hidden features `hidden` (all where None)."""
         _, up, down = self._parts(layer)
-        hidden = np.arange(int(up[0].kernel.shape[0]))
+        hidden = np.arange(int(up[0].kernel.shape[0])) if hidden is None else np.asarray(hidden)
         shape = (None, None, len(hidden))
-        sliced = {self.attention: self.sliced_attention(layer, heads),
+        sliced = {self.attention: self.sliced_attention(layer, heads, hidden),
                   self.down: hub._weights(rule_for(down).slice(down, units, hidden, shape[:-1] + (len(units),),
                                                                _bias(down, hidden)))}
         for attribute, dense in zip(self.up, up):
@@ -152,7 +161,72 @@ class TransformerBlockRule(Opaque):
         feed_forward = (len(up) + 1) * hidden * units + biases
         skip = {self.attention, self.down, "_cross_attention_layer", *self.up}
         others = [s for n, s in hub._sublayers(layer) if n not in skip]
-        return feed_forward + sum(int(np.prod(w.shape)) for s in others for w in s.weights)
+        return feed_forward + sum(int(np.prod(w.shape)) for s in others for w in s.weights if "mask" not in w.path)
+
+
+class StreamBlockRule(TransformerBlockRule):
+    """keras_hub's `TransformerEncoder` and `TransformerDecoder`: heads and units inside,
+    and, once spectral (without cross-attention), per-feature on the hidden features (the
+    residual stream): a removed feature is masked in both normalizations (it leaves their
+    statistics), in the attention's and the feed-forward network's inputs, and in the
+    block's output (`stream_mask`), and `compact` slices every sublayer."""
+
+    stream_masks = {  # a removed feature: out of the statistics, not read (a post-LN block reads its input), 0 out
+        "feature": "stream_mask", "feature_attention_norm": "_self_attention_layer_norm.feature_mask",
+        "feature_ffn_norm": "_feedforward_layer_norm.feature_mask",
+        "feature_attention_in": "_self_attention_layer.eigenvalues_in_mask",
+        "feature_ffn_in": "_feedforward_intermediate_dense.eigenvalues_in_mask"}
+
+    def __init__(self):
+        super().__init__()
+        self.masks = {**self.masks, **self.stream_masks}
+
+    def streams(self, layer):
+        """Whether the block's hidden features can be removed (else, why not)."""
+        if not isinstance(layer, (hub.SpectralTransformerEncoder, hub.SpectralTransformerDecoder)):
+            return "convert it with keras_spectral.spectralize (its heads and units are prunable then too)"
+        if getattr(layer, "_cross_attention_layer", None) is not None:
+            return "a decoder with cross-attention keeps its hidden features (its heads and units are prunable)"
+        return None
+
+    def flow(self, call, graph, first):
+        why = self.streams(call.layer)
+        return (PER_FEATURE, None) if why is None else (OPAQUE, f"reaches {describe(call.layer)}: {why}")
+
+    def slice(self, layer, keep_in, keep_out, input_shape, bias, keep_heads=None, keep_units=None):
+        """A block of the same class with the hidden features `keep_in`, the heads
+        `keep_heads` and the units `keep_units`."""
+        heads, units = self.kept(layer, keep_heads, keep_units)
+        hidden = np.asarray(keep_in)
+        config = self.config(layer, heads, len(units))
+        shape = (None, None, len(hidden))
+        if config.get("decoder_sequence_shape") is not None:  # a decoder given its shape builds in __init__
+            config["decoder_sequence_shape"] = tuple(config["decoder_sequence_shape"][:-1]) + (len(hidden),)
+        new = type(layer).from_config(config)
+        if not new.built:
+            new.build(*([shape] + ([None] if isinstance(layer, hub.TransformerDecoder) else [])))
+        sliced = self.sliced_parts(layer, heads, units, hidden)
+        for attribute in hub.NORMALIZATIONS:
+            norm = getattr(layer, attribute)
+            sliced[attribute] = hub._weights(rule_for(norm).slice(norm, hidden, hidden, shape, None))
+        for attribute, source in hub._sublayers(layer):
+            hub._assign(getattr(new, attribute), sliced.get(attribute) or hub._weights(source))
+        new.stream_mask.assign(numpy(layer.stream_mask)[hidden])
+        return new
+
+    def cost(self, call, graph, kept_in, kept_out, kept_heads=1.0, kept_units=1.0):
+        """As `TransformerBlockRule.cost`, the hidden features scaled by `kept_in`."""
+        layer = call.layer
+        tokens = int(np.prod([d or 1 for d in graph.tensors[call.inputs[0]].shape[1:-1]]))
+        attention = hub.attribute(layer, self.attention)
+        macs, params = _ATTENTION.cost(_Call(attention, call.inputs[:1]), graph, kept_in, kept_in, kept_heads)
+        _, up, _ = self._parts(layer)
+        units = int(up[0].kernel.shape[-1]) * kept_units
+        hidden = int(up[0].kernel.shape[0]) * kept_in
+        norms = sum(int(np.prod(w.shape)) for a in hub.NORMALIZATIONS for w in getattr(layer, a).weights
+                    if "mask" not in w.path)
+        return (macs + tokens * 2 * hidden * units,
+                params + 2 * hidden * units + units + hidden + norms * kept_in)
 
 
 class GemmaBlockRule(TransformerBlockRule):
@@ -194,7 +268,7 @@ class GemmaBlockRule(TransformerBlockRule):
         return {**layer.get_config(), "num_query_heads": len(heads) * group, "num_key_value_heads": len(heads),
                 "intermediate_dim": 2 * units}
 
-    def sliced_attention(self, layer, heads):
+    def sliced_attention(self, layer, heads, hidden=None):
         attention = layer.attention
         queries = self.inner_rows(layer, "heads")[heads].ravel()
         index = {id(attention.query_dense.kernel): queries, id(attention.output_dense.kernel): queries,
@@ -291,10 +365,10 @@ def _bias(dense, keep):
     return None if bias is None else numpy(bias)[keep]
 
 
-_TRANSFORMER_BLOCK = TransformerBlockRule()
+_STREAM_BLOCK = StreamBlockRule()
 for _cls in (hub.TransformerEncoder, hub.TransformerDecoder, hub.PrunedTransformerEncoder, hub.PrunedTransformerDecoder,
              hub.SpectralTransformerEncoder, hub.SpectralTransformerDecoder):
-    register_rule(_cls, _TRANSFORMER_BLOCK)
+    register_rule(_cls, _STREAM_BLOCK)
 for _cls in (hub.GemmaDecoderBlock, hub.SpectralGemmaDecoderBlock):
     register_rule(_cls, GemmaBlockRule())
 for _cls in (hub.ViTEncoder, hub.PrunedViTEncoder, hub.SpectralViTEncoder):
