@@ -119,26 +119,29 @@ class TransformerBlockRule(Opaque):
             sliced[attribute] = hub._weights(rule_for(dense).slice(dense, hidden, units, shape, _bias(dense, units)))
         return sliced
 
-    def attention_cost(self, attention, call, graph, kept_heads):
-        """`(multiply_adds, parameters)` per sample of a self-attention on the block's input."""
-        return _ATTENTION.cost(_Call(attention, call.inputs[:1]), graph, 1.0, 1.0, kept_heads)
+    def attention_cost(self, attention, call, graph, kept_heads, kept_in=1.0):
+        """`(multiply_adds, parameters)` per sample of a self-attention on the block's input
+        (the fraction `kept_in` of the hidden features kept)."""
+        return _ATTENTION.cost(_Call(attention, call.inputs[:1]), graph, kept_in, kept_in, kept_heads)
 
     def cost(self, call, graph, kept_in, kept_out, kept_heads=1.0, kept_units=1.0):
         """`(multiply_adds, parameters)` per sample, as served: the self-attention's (with the
         fraction `kept_heads` of heads) and the feed-forward network's (scaled by
         `kept_units`), plus the other sublayers' (normalizations; a decoder's
-        cross-attention, counted with the decoder's own length)."""
+        cross-attention, counted with the decoder's own length); the hidden features scale
+        with `kept_in` (1 where the block keeps its stream)."""
         layer = call.layer
         tokens = int(np.prod([d or 1 for d in graph.tensors[call.inputs[0]].shape[1:-1]]))
-        macs, params = self.attention_cost(hub.attribute(layer, self.attention), call, graph, kept_heads)
+        macs, params = self.attention_cost(hub.attribute(layer, self.attention), call, graph, kept_heads, kept_in)
         cross = getattr(layer, "_cross_attention_layer", None)
         if cross is not None:
             m, p = self.attention_cost(cross, call, graph, 1.0)
             macs, params = macs + m, params + p
         _, up, _ = self._parts(layer)
         units = int(up[0].kernel.shape[-1]) * kept_units
-        hidden = int(up[0].kernel.shape[0])
-        return macs + tokens * (len(up) + 1) * hidden * units, params + self._other_parameters(layer, units)
+        hidden = int(up[0].kernel.shape[0]) * kept_in
+        return (macs + tokens * (len(up) + 1) * hidden * units,
+                params + self._other_parameters(layer, units, kept_in))
 
     def multiply_adds(self, call, graph):
         return self.cost(call, graph, 1.0, 1.0)[0]
@@ -152,16 +155,18 @@ class TransformerBlockRule(Opaque):
     def attention_parameters(self, attention):
         return _ATTENTION.parameters(attention)
 
-    def _other_parameters(self, layer, units):
+    def _other_parameters(self, layer, units, kept_in=1.0):
         """Parameters of the feed-forward network with `units` units (as served), and of
-        the sublayers that are neither attention nor feed-forward (normalizations)."""
+        the sublayers that are neither attention nor feed-forward (normalizations), with
+        the fraction `kept_in` of the hidden features."""
         _, up, down = self._parts(layer)
-        hidden = int(up[0].kernel.shape[0])
+        hidden = int(up[0].kernel.shape[0]) * kept_in
         biases = sum(units for d in up if d.bias is not None) + (hidden if down.bias is not None else 0)
         feed_forward = (len(up) + 1) * hidden * units + biases
         skip = {self.attention, self.down, "_cross_attention_layer", *self.up}
         others = [s for n, s in hub._sublayers(layer) if n not in skip]
-        return feed_forward + sum(int(np.prod(w.shape)) for s in others for w in s.weights if "mask" not in w.path)
+        norms = sum(int(np.prod(w.shape)) for s in others for w in s.weights if "mask" not in w.path)
+        return feed_forward + norms * kept_in
 
 
 class StreamBlockRule(TransformerBlockRule):
@@ -214,20 +219,6 @@ class StreamBlockRule(TransformerBlockRule):
         new.stream_mask.assign(numpy(layer.stream_mask)[hidden])
         return new
 
-    def cost(self, call, graph, kept_in, kept_out, kept_heads=1.0, kept_units=1.0):
-        """As `TransformerBlockRule.cost`, the hidden features scaled by `kept_in`."""
-        layer = call.layer
-        tokens = int(np.prod([d or 1 for d in graph.tensors[call.inputs[0]].shape[1:-1]]))
-        attention = hub.attribute(layer, self.attention)
-        macs, params = _ATTENTION.cost(_Call(attention, call.inputs[:1]), graph, kept_in, kept_in, kept_heads)
-        _, up, _ = self._parts(layer)
-        units = int(up[0].kernel.shape[-1]) * kept_units
-        hidden = int(up[0].kernel.shape[0]) * kept_in
-        norms = sum(int(np.prod(w.shape)) for a in hub.NORMALIZATIONS for w in getattr(layer, a).weights
-                    if "mask" not in w.path)
-        return (macs + tokens * 2 * hidden * units,
-                params + 2 * hidden * units + units + hidden + norms * kept_in)
-
 
 class GemmaBlockRule(TransformerBlockRule):
     """keras_hub's `GemmaDecoderBlock`: grouped-query attention, whose heads group is its
@@ -276,7 +267,7 @@ class GemmaBlockRule(TransformerBlockRule):
                  id(attention.head_eigenvalues): queries, id(attention.head_mask): queries}
         return [numpy(w)[index[id(w)]] for w in attention.weights]
 
-    def attention_cost(self, attention, call, graph, kept_heads):
+    def attention_cost(self, attention, call, graph, kept_heads, kept_in=1.0):
         tokens = int(np.prod([d or 1 for d in graph.tensors[call.inputs[0]].shape[1:-1]]))
         queries, kv = attention.num_query_heads * kept_heads, attention.num_key_value_heads * kept_heads
         hidden, size = attention.hidden_dim, attention.head_dim
