@@ -29,7 +29,19 @@ def _name(variable):
     return variable.path.split("/")[-1]
 
 
-def learn_importance(model, x=None, y=None, *, penalty, epochs=1, **fit_kwargs):
+def _optimizer(optimizer):
+    if optimizer is None:
+        return None
+    try:
+        return keras.optimizers.get(optimizer)
+    except ValueError as error:
+        raise ValueError(
+            f"Received an invalid value for `optimizer`, expected a Keras optimizer or its name. "
+            f"Received: optimizer={optimizer!r}"
+        ) from error
+
+
+def learn_importance(model, x=None, y=None, *, penalty, epochs=1, optimizer=None, **fit_kwargs):
     """Train only the eigenvalues of the compiled spectral `model` for `epochs`, with an L1
     penalty `penalty · Σ |λ|` on the readers' eigenvalues (`λ_in`, heads' `λ_h`), so that
     eigenvalue scores rank nodes (see the module's docstring). Then remove nodes with
@@ -45,6 +57,10 @@ def learn_importance(model, x=None, y=None, *, penalty, epochs=1, **fit_kwargs):
             Choose it on validation data: too large, and the eigenvalues of needed nodes
             shrink too.
         epochs: The phase's length (a positive integer).
+        optimizer: The phase's optimizer (an instance or a name, as for `compile`);
+            default: a fresh one configured like the model's. Eigenvalues are few and
+            act as scales, so a larger learning rate than the model's often suits the
+            phase (the converged-ResNet study used Adam 1e-2).
         **fit_kwargs: Passed to `model.fit` (`batch_size`, `validation_data`,
             `callbacks`, `verbose`, ...).
 
@@ -72,15 +88,19 @@ def learn_importance(model, x=None, y=None, *, penalty, epochs=1, **fit_kwargs):
             "(and keep its eigenvalues trainable)."
         )
     held = [v for v in trainable if _name(v) not in EIGENVALUES]
+    phase_optimizer = _optimizer(optimizer)
     penalized = [v for v in eigenvalues if _name(v) in READERS]
     regularizers = [v.regularizer for v in penalized]
     config = model.get_compile_config()
+    phase_config = dict(config)
+    if phase_optimizer is not None:
+        phase_config["optimizer"] = keras.optimizers.serialize(phase_optimizer)
     try:
         for v in held:
             v.trainable = False
         for v in penalized:
             v.regularizer = keras.regularizers.L1(float(penalty))
-        model.compile_from_config(config)
+        model.compile_from_config(phase_config)
         return model.fit(x, y, epochs=epochs, **fit_kwargs)
     finally:
         for v in held:

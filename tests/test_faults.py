@@ -244,20 +244,20 @@ def test_prune_nodes_refuses_nan_eigenvalues_and_changes_nothing():
     model.layers[1].eigenvalues_in.assign(lam)
     masks = [numpy(layer.eigenvalues_out_mask).copy() for layer in model.layers]
     with pytest.raises(ValueError, match=rf"Node group '{model.layers[0].name}' has 1 node\(s\) with non-finite eigenvalues"):
-        prune_nodes(model, fraction=0.5)
+        prune_nodes(model, fraction=0.5, score="sum")
     for layer, before in zip(model.layers, masks):
         np.testing.assert_array_equal(numpy(layer.eigenvalues_out_mask), before)
 
 
 def test_nan_of_a_removed_node_does_not_count():
     model = _chain()
-    prune_nodes(model, fraction=0.5)
+    prune_nodes(model, fraction=0.5, score="sum")
     producer = model.layers[0]
     removed = np.flatnonzero(numpy(producer.eigenvalues_out_mask) == 0)[0]
     lam = numpy(model.layers[1].eigenvalues_in).copy()
     lam[removed] = np.inf
     model.layers[1].eigenvalues_in.assign(lam)
-    prune_nodes(model, fraction=0.7)  # no error: the node is gone already
+    prune_nodes(model, fraction=0.7, score="sum")  # no error: the node is gone already
 
 
 def _diverging_fit(extra_callbacks):
@@ -265,7 +265,7 @@ def _diverging_fit(extra_callbacks):
     model.compile(keras.optimizers.SGD(1e6), "mse")  # diverges within a few steps
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 6)).astype("float32") * 100, rng.normal(size=(64, 3)).astype("float32") * 100
-    pruning = EigenvaluePruning(PolynomialDecay(0.0, 0.8, begin_step=0, end_step=60, frequency=1))
+    pruning = EigenvaluePruning(PolynomialDecay(0.0, 0.8, begin_step=0, end_step=60, frequency=1), score="sum")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = model.fit(x, y, batch_size=8, epochs=8, callbacks=[pruning, *extra_callbacks], verbose=0)

@@ -237,11 +237,11 @@ def test_pruning_a_freshly_converted_model_warns_that_scores_tie():
     h = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
     model = spectralize(keras.Model(inputs, keras.layers.Dense(2)(h)))
     with pytest.warns(UserWarning, match=r"node group\(s\) 'hidden' the nodes removed score the same"):
-        prune_nodes(model, fraction=0.5)
+        prune_nodes(model, fraction=0.5, score="sum")
     randomize_eigenvalues(model, 1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        prune_nodes(model, fraction=0.75)
+        prune_nodes(model, fraction=0.75, score="sum")
     assert not [w for w in caught if "score the same" in str(w.message)]
 
 

@@ -110,7 +110,7 @@ def test_pruning_is_monotone_and_counts_removed_nodes():
 def test_global_scope_keeps_a_node_in_every_layer():
     model = spectral_mlp(widths=(4, 30))
     model.layers[1].eigenvalues_in.assign(np.full(4, 1e-6, "float32"))  # layer 0's nodes score lowest
-    sparsity = prune_nodes(model, fraction=0.5, scope="global", normalizer=None)
+    sparsity = prune_nodes(model, fraction=0.5, score="sum", scope="global", normalizer=None)
     assert sparsity[model.layers[0].name] == 0.75  # 3 of 4, never the last one
     assert sum(round(v * n) for v, n in zip(sparsity.values(), (4, 30))) == 17
 
