@@ -237,7 +237,7 @@ def run_spectral(base, level, data, penalty, delay=0.0, eigenvalues="unit"):
                                    frequency=max(1, int((0.8 - delay) * steps) // 20))
     else:
         schedule = gradual(level, data, epochs()[1])
-    fit(compile_model(model), data, epochs()[1], [EigenvaluePruning(schedule)])
+    fit(compile_model(model), data, epochs()[1], [EigenvaluePruning(schedule, score="sum")])
     small = compile_model(collapse(compact(model)))
     x_probe = data[2][0]
     masked = accuracies(model, data)

@@ -7,12 +7,12 @@
     (--quick: 1,000 training images and one epoch per phase, to check the harness)
 
 Issue #35's study. Run each command as two processes, one per core:
-`KERAS_BACKEND=tensorflow taskset -c I python benchmarks/converged_pruning.py tune --shard I/2`
-(I = 0, 1), then the same with `run`; while core 0 trains seed 0's base for `tune`, core 1
-can train another seed's (`base --seed 1`). A base model is trained once per seed and kept under
-`results/tmp/converged_pruning/` (a process that needs a base another one is training waits
-for it); cells are appended atomically to `results/converged_pruning.jsonl` and skipped on a
-rerun, so an interrupted study resumes where it stopped.
+`KERAS_BACKEND=tensorflow taskset -c I python benchmarks/converged_pruning.py tune --shard
+I/2` (I = 0, 1), then the same with `run`; while core 0 trains seed 0's base for `tune`,
+core 1 can train another seed's (`base --seed 1`). A base model is trained once per seed and
+kept under `results/tmp/converged_pruning/` (a process that needs a base another one is
+training waits for it); cells are appended atomically to `results/converged_pruning.jsonl`
+and skipped on a rerun, so an interrupted study resumes where it stopped.
 
 Model: ResNet-8 in the CIFAR layout of He et al. (2016): a 3×3 stem convolution, three
 stages of one basic block each (16 / 32 / 64 channels, the last two with stride 2 and a
@@ -26,14 +26,19 @@ training subset keeps 3 seeds of every route within a few hours of 2 CPU cores (
 CIFAR-10 epoch of 10,000 images takes about 21 s on one core).
 
 Base: Adam 1e-3, batch 128, until the validation accuracy has not improved for `PATIENCE`
-epochs (at most `MAX_EPOCHS`, best weights kept); its epochs E are recorded. Every route
-then has the same budget of `phase + fine-tuning` epochs, where the fine-tuning is
-F = ceil(E / 4) epochs and the phase `PHASE_EPOCHS`; routes without a phase fine-tune for
-the whole budget. Each route removes channels until the served model
-(`collapse(compact(model))`) has `1 − level` of the base's multiply-adds (`level` 0.5: 2×
-fewer; 0.75: 4× fewer), with `budget="multiply_adds"` and `scope="layer"` (every channel
-group loses the same fraction), so every route ends with the same architecture and only
-the criterion decides which channels go:
+epochs (counted from epoch `MIN_EPOCHS`, Keras' `start_from_epoch`, so that a noisy early
+plateau does not end the training: without it one base stopped after 7 epochs, where the
+others ran 15 and 20; at most `MAX_EPOCHS`, best weights kept); its epochs E are recorded.
+Every route then has the same budget of `phase + fine-tuning` epochs, where the fine-tuning
+is F = ceil(E / 4) epochs and the phase `PHASE_EPOCHS`; routes without a phase fine-tune for
+the whole budget. Fine-tuning (and the scratch route's training) uses Adam 1e-3 with a
+cosine decay to 0 over its epochs: with a constant rate the accuracy at the last epoch
+varied by ± 3.9 pt between seeds (a pilot of 2 seeds of the unpruned base), more than the
+differences between criteria; the penalty phases train at a constant rate. Each route
+removes channels until the served model (`collapse(compact(model))`) has `1 − level` of the
+base's multiply-adds (`level` 0.5: 2× fewer; 0.75: 4× fewer), with `budget="multiply_adds"`
+and `scope="layer"` (every channel group loses the same fraction), so every route ends with
+the same architecture and only the criterion decides which channels go:
 
 - `spectral`: `spectralize` (exact), then `learn_importance` for the phase (the eigenvalues
   alone, with an L1 penalty on the readers' `λ_in`, Adam `PHASE_LR`), then the fine-tuning
@@ -53,11 +58,10 @@ the criterion decides which channels go:
 - `unpruned`: the base, and fine-tuned for the budget without removal.
 
 The penalties are chosen by `tune` on validation accuracy (seed 0, level 0.5, from
-`PENALTIES`); `run` reads the choice from the results file (and records seed 0's
-tuning cell of the chosen penalty as its own cell at that level, instead of running it
-again). Recorded per cell: validation
-and test accuracy, parameters, multiply-adds and predict throughput (batch 1,000,
-images/s) of the served model and of the base, timed in the same process.
+`PENALTIES`); `run` reads the choice from the results file (and records seed 0's tuning cell
+of the chosen penalty as its own cell at that level, instead of running it again). Recorded
+per cell: validation and test accuracy, parameters, multiply-adds and predict throughput
+(batch 1,000, images/s) of the served model and of the base, timed in the same process.
 """
 
 import argparse
@@ -86,7 +90,7 @@ DEFAULT_RESULTS = "results/converged_pruning.jsonl"
 BASE_DIR = "results/tmp/converged_pruning"
 WIDTHS = (16, 32, 64)
 TRAIN_IMAGES, VALIDATION = 10000, 5000
-MAX_EPOCHS, PATIENCE, PHASE_EPOCHS, BATCH, LR, PHASE_LR = 40, 4, 2, 128, 1e-3, 1e-2
+MAX_EPOCHS, MIN_EPOCHS, PATIENCE, PHASE_EPOCHS, BATCH, LR, PHASE_LR = 40, 10, 4, 2, 128, 1e-3, 1e-2
 LEVELS = (0.5, 0.75)
 ROUTES = ("spectral", "l1_oneshot", "l1_gradual", "taylor", "slimming", "group", "random", "scratch")
 PENALTIES = {"spectral": (1e-4, 1e-3, 1e-2), "slimming": (1e-5, 1e-4, 1e-3), "group": (1e-4, 1e-3)}
@@ -155,8 +159,11 @@ class Augmented(keras.utils.PyDataset):
         self.order = self.rng.permutation(len(self.x))
 
 
-def compile_model(model):
-    model.compile(keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+def compile_model(model, decay_steps=None):
+    """Adam `LR`; with `decay_steps`, its learning rate follows a cosine decay to 0 over them
+    (every training after the base: the fine-tuning, the scratch route)."""
+    rate = keras.optimizers.schedules.CosineDecay(LR, decay_steps) if decay_steps else LR
+    model.compile(keras.optimizers.Adam(rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -184,7 +191,8 @@ def base_model(dataset, seed, data):
             epochs, seconds = open(info).read().split()
             return model, int(epochs), float(seconds)
         train, val, _ = data
-        stop = keras.callbacks.EarlyStopping("val_accuracy", patience=PATIENCE, restore_best_weights=True)
+        stop = keras.callbacks.EarlyStopping("val_accuracy", patience=PATIENCE, restore_best_weights=True,
+                                             start_from_epoch=0 if QUICK["on"] else MIN_EPOCHS)
         start = time.perf_counter()
         history = model.fit(Augmented(*train, DATASETS[dataset]["flip"]), epochs=1 if QUICK["on"] else MAX_EPOCHS,
                             validation_data=val, callbacks=[stop], verbose=0)
@@ -281,12 +289,14 @@ def run_route(dataset, seed, route, level, penalty, data):
     cost = ks.model_cost(base)
     reference = {"base_epochs": base_epochs, "base_seconds": base_seconds, "phase_epochs": phase,
                  "finetune_epochs": finetune, "base_params": cost.parameters, "base_multiply_adds": cost.multiply_adds}
+    steps = len(augmented)
     if route == "unpruned":
         values = {"accuracy": accuracy(base, test), "val_accuracy": accuracy(base, val), **reference}
-        base.fit(augmented, epochs=budget, verbose=0)
+        compile_model(base, budget * steps).fit(augmented, epochs=budget, verbose=0)
         return {**values, "finetuned_accuracy": accuracy(base, test), "finetuned_val_accuracy": accuracy(base, val)}
     if route == "scratch":
-        model = compile_model(keras.models.clone_model(final_architecture(base, level)))  # fresh weights
+        model = compile_model(keras.models.clone_model(final_architecture(base, level)),  # fresh weights
+                              (base_epochs + budget) * steps)
         model.fit(augmented, epochs=base_epochs + budget, verbose=0)
         cost = ks.model_cost(model)
         return {"accuracy": accuracy(model, test), "val_accuracy": accuracy(model, val), "params": cost.parameters,
@@ -297,11 +307,11 @@ def run_route(dataset, seed, route, level, penalty, data):
         with penalized(phase_variables(base, route), regularizer):
             compile_model(base).fit(augmented, epochs=phase, verbose=0)
     model = ks.spectralize(base)
-    compile_model(model)
+    epochs = finetune if route in ("spectral", "slimming", "group") else budget
+    compile_model(model, epochs * steps)
     if route == "spectral":
         ks.learn_importance(model, augmented, penalty=penalty, epochs=phase,
                             optimizer=keras.optimizers.Adam(PHASE_LR), verbose=0)
-    epochs = finetune if route in ("spectral", "slimming", "group") else budget
     if route in ("spectral", "l1_gradual"):
         callbacks.append(gradual(level, epochs, score))
     else:

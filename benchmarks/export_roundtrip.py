@@ -67,7 +67,7 @@ def main(argv=None):
             path = os.path.join(folder, route.replace(" ", "_"))
             exported.export(path, format="tf_saved_model", verbose=False)
             rows.append({"route": route, "max_abs_error": float(np.abs(served(path, xt, folder) - reference).max())})
-        prune_nodes(model, fraction=0.5)
+        prune_nodes(model, fraction=0.5, score="sum")
         pruned_reference = model.predict(xt, verbose=0)
         small = collapse(compact(model))
         path = os.path.join(folder, "compacted")

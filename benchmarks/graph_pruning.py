@@ -252,7 +252,7 @@ def run_route(name, seed, route, level, data):
         groups = removable(base)
         names = {layer.name for g in groups for layer in g.producers + [c for c, _ in g.consumers]}
         model = compile_model(spectralize(base, layers=lambda layer: layer.name in names))
-        callback = EigenvaluePruning(schedule_for(level, data, finetune_epochs))
+        callback = EigenvaluePruning(schedule_for(level, data, finetune_epochs), score="sum")
         fit(model, data, finetune_epochs, [callback])
         small = collapse(compact(model))
         compile_model(small)

@@ -138,7 +138,7 @@ def main(argv=None):
     trained = spectral.get_weights()
     for fraction in FRACTIONS:
         spectral.set_weights(trained)
-        prune_nodes(spectral, fraction=fraction)
+        prune_nodes(spectral, fraction=fraction, score="sum")
         spectral.fit(x, y, batch_size=200, epochs=1, verbose=0)  # masks stay fixed
         small = compact(spectral)
         served = collapse(small)

@@ -62,7 +62,8 @@ def worker(args):
 
     model = build()
     steps = epochs * (usable // GLOBAL_BATCH)
-    pruning = EigenvaluePruning(PolynomialDecay(0.0, 0.5, begin_step=0, end_step=steps // 2, frequency=max(1, steps // 10)))
+    pruning = EigenvaluePruning(PolynomialDecay(0.0, 0.5, begin_step=0, end_step=steps // 2, frequency=max(1, steps // 10)),
+                                score="sum")
     model.fit(my_rows(x), my_rows(y), batch_size=local, epochs=epochs, shuffle=False, callbacks=[pruning],
               verbose=2 if index == 0 else 0)
     weights = model.get_weights()

@@ -34,7 +34,7 @@ model = keras.Sequential([
 model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
 steps = epochs * int(np.ceil(len(x) / batch))
 pruning = EigenvaluePruning(PolynomialDecay(0.0, args.sparsity, begin_step=0, end_step=steps // 2,
-                                            frequency=max(1, steps // 20)))
+                                            frequency=max(1, steps // 20)), score="sum")  # by eigenvalue
 model.fit(x, y, batch_size=batch, epochs=epochs, callbacks=[pruning], verbose=2)
 accuracy = model.evaluate(xt, yt, verbose=0)[1]
 print(f"masked model: test accuracy {accuracy:.4f}, node sparsity {node_sparsity(model)}")

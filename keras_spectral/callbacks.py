@@ -74,7 +74,7 @@ class EigenvaluePruning(keras.callbacks.Callback):
         self,
         schedule=None,
         threshold=None,
-        score="sum",
+        score="l1",
         scope="layer",
         budget="nodes",
         normalizer="mean",

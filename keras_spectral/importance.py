@@ -9,9 +9,10 @@ rows) in the layers that read it; summed over a coupled group's producers and re
   the node's whole outgoing row scales with `λ_in` on top of the part shared by all rows.
 - `"out"`: `Σ |λ_out|` of the producing spectral layers (the criterion of Buffoni
   et al., 2022, whose layers train `λ_out` alone).
-- `"sum"` (default): `"out" + "in"`, both knobs of the node.
+- `"sum"`: `"out" + "in"`, both knobs of the node (the best spectral score for networks
+  trained in reciprocal space).
 - `"product"`: `"out" · "in"`.
-- `"l1"`: the L1 norm of the node's incoming weights (its kernel columns in the
+- `"l1"` (default): the L1 norm of the node's incoming weights (its kernel columns in the
   producers; a convolution's whole filter: L1-norm filter pruning, Li et al. 2017; a
   separable convolution's pointwise kernel), the classic magnitude criterion, for
   comparison; works with plain producers too.
@@ -30,7 +31,11 @@ rows) in the layers that read it; summed over a coupled group's producers and re
 - `"random"`: uniform random scores from NumPy's global generator (seeded by
   `keras.utils.set_random_seed`): the control every pruning comparison needs.
 
-The default was chosen by experiment (`benchmarks/sparsity.py nodes`; `docs/sparsity.md`).
+The default was chosen by experiment: on converged ResNets pruned to 2× and 4× fewer
+multiply-adds (`benchmarks/converged_pruning.py`; `docs/converged_pruning.md`) the
+eigenvalue route after a learned-importance phase trailed L1-norm filter pruning, as it
+did on a ViT and tied it on MLPs; among the spectral scores `"sum"` ranks best on networks
+trained in reciprocal space (`benchmarks/sparsity.py nodes`; `docs/sparsity.md`).
 """
 
 import keras

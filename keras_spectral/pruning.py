@@ -8,8 +8,9 @@ connected layer, or the channels of a convolution, or of several coupled by an
 elementwise join such as a residual Add, that reach only fully connected layers and
 convolutions). A chain of SpectralDense layers has one group per hidden layer; a CNN of
 spectral convolutions one per convolution (or per residual stream).
-Scores are the criteria of `keras_spectral.importance` (`score="sum"` by default:
-`|λ_out|` of the producers plus `|λ_in|` of the readers).
+Scores are the criteria of `keras_spectral.importance` (`score="l1"` by default, the L1
+norm of a node's incoming weights, which did best on converted, converged models; the
+eigenvalue scores, `"sum"` and others, for networks trained in reciprocal space).
 
 Removing a node sets its mask to 0 and its eigenvalue to 0: in the producers when they
 are spectral layers (their column of weights vanishes and the node outputs the constant
@@ -87,7 +88,7 @@ def prunable_groups(model, score, groups=None):
     return groups
 
 
-def node_scores(model, score="sum", data=None, loss=None):
+def node_scores(model, score="l1", data=None, loss=None):
     """`{group name: score per node}` for the groups `score` can rank (`data`, `loss`: for
     `score="taylor"`, as in `prune_nodes`)."""
     groups = prunable_groups(model, score)
@@ -99,7 +100,7 @@ def prune_nodes(
     model,
     fraction=None,
     threshold=None,
-    score="sum",
+    score="l1",
     scope="layer",
     budget="nodes",
     normalizer="mean",
@@ -166,7 +167,7 @@ def prune_nodes(
     return node_sparsity(model, every)
 
 
-def _plan(model, fraction=None, threshold=None, score="sum", scope="layer", budget="nodes", normalizer="mean",
+def _plan(model, fraction=None, threshold=None, score="l1", scope="layer", budget="nodes", normalizer="mean",
           max_fraction=1.0, ignored_layers=None, round_to=None, data=None, loss=None, warn=True):
     """`(every prunable group, the groups pruned, per group the nodes to remove)`; the
     arguments checked by `prune_nodes`. Changes nothing; `warn`: about tied scores."""

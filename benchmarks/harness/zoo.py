@@ -110,7 +110,7 @@ def _run(name, size, fraction, seed):
               "groups": len(ks.node_groups(spectral)),
               "parameters": int(model.count_params()), "multiply_adds": ks.multiply_adds(model)}
     if prunable:
-        ks.prune_nodes(spectral, fraction=fraction)
+        ks.prune_nodes(spectral, fraction=fraction, score="sum")
         x = np.random.default_rng(seed).normal(size=(2, *model.input_shape[1:])).astype(keras.config.floatx())
         x = x.astype(model.compute_dtype)
         masked = ops.convert_to_numpy(spectral(x, training=False))
