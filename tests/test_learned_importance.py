@@ -54,23 +54,14 @@ def test_the_phase_trains_eigenvalues_alone_and_restores_the_model():
     assert any(not np.array_equal(numpy(v), before[v.path]) for v in spectral.weights if "eigenvectors" in v.path)
 
 
-def test_the_penalty_ranks_the_nodes_that_are_not_needed_lowest():
-    model, x, y = planted()
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "batch_norm_after_the_producer"])
+def test_the_penalty_ranks_the_nodes_that_are_not_needed_lowest(batch_norm):
+    # A normalization after the producer divides each hidden channel by its spread, which
+    # cancels the producer's scale of it (λ_in − λ_out); the reader's λ_in, after it,
+    # still learns which channels matter.
+    model, x, y = planted(batch_norm=batch_norm)
     spectral = compiled(ks.spectralize(model))
     ks.learn_importance(spectral, x, y, penalty=1e-2, epochs=8, batch_size=32, verbose=0)
-    scores = ks.node_scores(spectral, score="in")["hidden"]
-    assert scores[4:].max() < 0.5 * scores[:4].min()
-    ks.prune_nodes(spectral, fraction=0.5, score="in")
-    assert np.array_equal(numpy(spectral.get_layer("hidden").eigenvalues_out_mask), [1, 1, 1, 1, 0, 0, 0, 0])
-
-
-def test_the_readers_lambda_in_ranks_channels_behind_a_batch_norm():
-    model, x, y = planted(batch_norm=True)
-    spectral = compiled(ks.spectralize(model))
-    ks.learn_importance(spectral, x, y, penalty=1e-2, epochs=8, batch_size=32, verbose=0)
-    # The normalization divides each hidden channel by its spread, which cancels the
-    # producer's scale of it (λ_in − λ_out); the reader's λ_in, after it, still learns
-    # which channels matter.
     scores = ks.node_scores(spectral, score="in")["hidden"]
     assert scores[4:].max() < 0.5 * scores[:4].min()
     ks.prune_nodes(spectral, fraction=0.5, score="in")
