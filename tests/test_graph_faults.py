@@ -267,3 +267,22 @@ def test_conventional_criteria_against_hand_computed_scores():
     prune_nodes(model, fraction=0.5, score="bn")
     assert np.flatnonzero(~group.active()).tolist() == [0, 3]
     assert not importance.can_score(by_name(model)["reader"], "bn")
+
+
+def test_the_default_criterion_ranks_a_converted_model_by_its_weights():
+    # The default is score="l1" (#35): a model right after `spectralize` is ranked by the L1
+    # norm of each node's incoming weights, without the eigenvalues' tie warning.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")
+    model = keras.Model(inputs, keras.layers.Dense(2)(hidden(inputs)))
+    kernel = np.random.default_rng(0).normal(size=(5, 8)).astype("float32")
+    hidden.kernel.assign(kernel)
+    spectral = spectralize(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prune_nodes(spectral, fraction=0.5)
+    assert not [w for w in caught if "score the same" in str(w.message)]
+    kept = keras.ops.convert_to_numpy(spectral.get_layer("hidden").eigenvalues_out_mask) == 1
+    norms = np.abs(kernel).sum(axis=0)
+    assert kept.sum() == 4 and norms[kept].min() > norms[~kept].max()
