@@ -33,7 +33,8 @@ Every route then has the same budget of `phase + fine-tuning` epochs, where the 
 is F = ceil(E / 4) epochs and the phase `PHASE_EPOCHS`; routes without a phase fine-tune for
 the whole budget. Fine-tuning (and the scratch route's training) uses Adam 1e-3 with a
 cosine decay to 0 over its epochs: with a constant rate the accuracy at the last epoch
-varied by ± 3.9 pt between seeds (a pilot of 2 seeds of the unpruned base), more than the
+varied by ± 3.9 pt between seeds (a pilot of 2 seeds of the unpruned base, kept in
+`results/converged_pruning_pilot_constant_rate.jsonl`), more than the
 differences between criteria; the penalty phases train at a constant rate. Each route
 removes channels until the served model (`collapse(compact(model))`) has `1 − level` of the
 base's multiply-adds (`level` 0.5: 2× fewer; 0.75: 4× fewer), with `budget="multiply_adds"`
