@@ -25,7 +25,7 @@ GOAL_GAP = 0.005  # the issue's goal: within 0.5 pt of the unpruned base at 2×
 def grid(records):
     """`{dataset: {(route, level): [records over seeds]}}`, without the tuning cells. A level
     keeps only the seeds that have every route at it (and the unpruned base), so that every
-    mean is over the same seeds; `left_out(records)` counts the cells that leaves out."""
+    mean is over the same seeds; `left_out` counts the cells that leaves out."""
     cells = {}
     for record in records:
         key = record["key"]
@@ -46,9 +46,9 @@ def grid(records):
     return out
 
 
-def left_out(records):
-    """The number of grid cells `grid` leaves out (their seed lacks a route at their level)."""
-    kept = sum(len(v) for cells in grid(records).values() for v in cells.values())
+def left_out(records, data):
+    """The number of grid cells `grid` (`data`) leaves out (their seed lacks a route at their level)."""
+    kept = sum(len(v) for cells in data.values() for v in cells.values())
     return sum(1 for r in records if not r["key"].get("tune")) - kept
 
 
@@ -225,7 +225,7 @@ def report_text(records):
               "Each penalty route's strength was chosen by `tune` (seed 0, 2× fewer multiply-adds, validation "
               "accuracy of the served model); the grid's other seeds and the 4× budget use the same choice.", ""]
     lines += tuning_lines(records) + ["", READING, ""]
-    missing = left_out(records)
+    missing = left_out(records, data)
     if missing:
         lines += [f"{missing} cell(s) of seeds that do not yet have every route at their level are left out of "
                   "the means (the study resumes where it stopped).", ""]
