@@ -208,7 +208,7 @@ def report_text(records):
         "",
         "`benchmarks/converged_pruning.py` (its docstring has the protocol; issue #35): ResNet-8 "
         f"({'/'.join(map(str, WIDTHS))} channels, CIFAR layout) trained on {TRAIN_IMAGES:,} training images "
-        "with flips and crops until its validation accuracy stops improving, then every route removes channels "
+        "with random crops (and flips on CIFAR-10) until its validation accuracy stops improving, then every route removes channels "
         "until the served model has 2× or 4× fewer multiply-adds, with the same epochs of training after the "
         "base (a penalty phase where the route has one, then fine-tuning with a cosine decay of Adam's rate). "
         "Every channel group loses the same fraction (`scope=\"layer\"`), so all routes end with the same "
