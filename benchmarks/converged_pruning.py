@@ -3,6 +3,7 @@
     python benchmarks/converged_pruning.py base   [--dataset D] --seed S  (train one base model)
     python benchmarks/converged_pruning.py tune   [--dataset D] [--shard I/N]
     python benchmarks/converged_pruning.py run    [--dataset D] [--seeds 3] [--shard I/N]
+    python benchmarks/converged_pruning.py ranking [--dataset D] [--seeds 3] [--shard I/N]
     python benchmarks/converged_pruning.py report [--out docs]
     (--quick: 1,000 training images and one epoch per phase, to check the harness)
 
@@ -63,6 +64,11 @@ The penalties are chosen by `tune` on validation accuracy (seed 0, level 0.5, fr
 of the chosen penalty as its own cell at that level, instead of running it again). Recorded
 per cell: validation and test accuracy, parameters, multiply-adds and predict throughput
 (batch 1,000, images/s) of the served model and of the base, timed in the same process.
+
+`ranking` (after `tune`) asks why a route loses: per seed, the test accuracy right after
+removal at each level, before any fine-tuning (BatchNorm statistics recomputed on 2,000
+training images, no weight trained), ranked by L1 and at random from the converted base, and
+by `in` and by L1 after the spectral route's phase (the chosen penalty).
 """
 
 import argparse
@@ -322,6 +328,51 @@ def run_route(dataset, seed, route, level, penalty, data):
     return {**served_values(model, base, data), **reference, "penalty": penalty}
 
 
+# --- the ranking at the moment of removal ------------------------------------------------------
+
+
+RANKINGS = {"converted": ("l1", "random"), "after_phase": ("in", "l1")}  # the scores ranked from each model
+RECALIBRATION_IMAGES = 2000
+
+
+def recalibrated_accuracy(model, images, data):
+    """`model`'s accuracy on `data` once its BatchNorm statistics are those of `images` (one
+    batch, no weight trains): removal leaves them stale, which hides what the ranking kept."""
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(images, training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+    return accuracy(model, data)
+
+
+def ranking_cell(dataset, seed, penalty, data):
+    """Test accuracy right after removal (no fine-tuning, BatchNorm statistics recomputed) at
+    each level, by L1 and random from the converted base and by `in` and L1 after the
+    spectral route's phase: whether the learned eigenvalues rank channels better than L1."""
+    train, _, test = data
+    images = train[0][:RECALIBRATION_IMAGES]
+    base, base_epochs, _ = base_model(dataset, seed, data)
+    keras.utils.set_random_seed(seed)
+    plain = ks.spectralize(base)
+    learned = compile_model(ks.spectralize(base))
+    ks.learn_importance(learned, Augmented(*train, DATASETS[dataset]["flip"]), penalty=penalty,
+                        epochs=budget_epochs(base_epochs)[0], optimizer=keras.optimizers.Adam(PHASE_LR), verbose=0)
+    values = {"penalty": penalty}
+    for phase, model in (("converted", plain), ("after_phase", learned)):
+        weights = model.get_weights()
+        values[f"{phase}_unpruned"] = recalibrated_accuracy(model, images, test)
+        for level in LEVELS:
+            for score in RANKINGS[phase]:
+                model.set_weights(weights)
+                ks.prune_nodes(model, fraction=level, budget="multiply_adds", score=score)
+                values[f"{phase}_{score}_{level}"] = recalibrated_accuracy(model, images, test)
+        model.set_weights(weights)
+    return values
+
+
 # --- cells ------------------------------------------------------------------------------------
 
 
@@ -362,9 +413,21 @@ def reuse_tuning(results, key):
     return {**{k: v for k, v in record.items() if k not in skip}, "reused_tuning_cell": True}
 
 
+def ranking_keys(dataset, seeds):
+    return [{"dataset": dataset, "seed": seed, "check": "ranking"} for seed in range(seeds)]
+
+
 def describe(key):
+    if key.get("check"):
+        return f"{key['dataset']} seed {key['seed']} {key['check']}"
     return f"{key['dataset']} seed {key['seed']} {key['route']} {key['level']}" + (
         f" penalty {key['penalty']}" if "penalty" in key else "")
+
+
+def summary(values):
+    if "val_accuracy" not in values:  # a ranking cell
+        return " ".join(f"{k} {100 * v:.1f}" for k, v in values.items() if k.startswith(tuple(RANKINGS)))
+    return f"val {100 * values['val_accuracy']:.2f} % test {100 * values['accuracy']:.2f} %"
 
 
 def execute(args, keys):
@@ -373,15 +436,19 @@ def execute(args, keys):
     if count:
         keys = [k for i, k in enumerate(keys) if i % count in shares]
     data = load_data(args.dataset)
-    cells = [(k, lambda k=k: reuse_tuning(results, k)
-              or run_route(k["dataset"], k["seed"], k["route"], k["level"], k.get("penalty"), data)) for k in keys]
-    run_cells(cells, results, describe,
-              lambda v: f"val {100 * v['val_accuracy']:.2f} % test {100 * v['accuracy']:.2f} %")
+    if args.command == "ranking":
+        penalty = chosen_penalty(results, args.dataset, "spectral")
+        cells = [(k, lambda k=k: ranking_cell(k["dataset"], k["seed"], penalty, data)) for k in keys]
+    else:
+        cells = [(k, lambda k=k: reuse_tuning(results, k)
+                  or run_route(k["dataset"], k["seed"], k["route"], k["level"], k.get("penalty"), data))
+                 for k in keys]
+    run_cells(cells, results, describe, summary)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("base", "tune", "run", "report"))
+    parser.add_argument("command", choices=("base", "tune", "run", "ranking", "report"))
     parser.add_argument("--dataset", default="cifar10", choices=list(DATASETS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="the base model's seed (`base`)")
@@ -398,8 +465,12 @@ def main(argv=None):
     if args.command == "base":
         _, epochs, seconds = base_model(args.dataset, args.seed, load_data(args.dataset))
         return print(f"{args.dataset} seed {args.seed}: base trained for {epochs} epochs ({seconds:.0f} s)")
-    keys = tune_keys(args.dataset) if args.command == "tune" else run_keys(args.dataset, args.seeds,
-                                                                         ResultsFile(args.results))
+    if args.command == "tune":
+        keys = tune_keys(args.dataset)
+    elif args.command == "ranking":
+        keys = ranking_keys(args.dataset, args.seeds)
+    else:
+        keys = run_keys(args.dataset, args.seeds, ResultsFile(args.results))
     execute(args, keys)
 
 

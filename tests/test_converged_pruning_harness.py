@@ -1,7 +1,8 @@
 """The converged-ResNet pruning benchmark's harness (benchmarks/converged_pruning.py) on
 tiny real Fashion-MNIST runs: `tune` records the penalty grid and `run` uses its choice,
 every route records a cell and ends with the same architecture at the multiply-add budget,
-a rerun resumes, and the report is written from the file."""
+a rerun resumes, the ranking check records its accuracies, and the report is written from
+the file."""
 
 import os
 import sys
@@ -44,7 +45,14 @@ def test_tune_run_resume_and_report(data_dir, tmp_path, capsys, monkeypatch):
         assert records[route]["accuracy"] == pytest.approx(records[route]["masked_accuracy"], abs=2e-3)
     converged_pruning.main(["run", "--seeds", "1", *common])
     assert "9 of 9 cells already done; 0 to run." in capsys.readouterr().out
+    converged_pruning.main(["ranking", "--seeds", "1", *common])  # accuracy right after removal
+    (check,) = [r for r in ResultsFile(path).records() if r["key"].get("check") == "ranking"]
+    assert check["penalty"] == records["spectral"]["penalty"]
+    ranked = [f"{phase}_{score}_0.5" for phase, scores in converged_pruning.RANKINGS.items() for score in scores]
+    assert all(0.0 <= check[name] <= 1.0 for name in ranked + ["converted_unpruned", "after_phase_unpruned"])
     converged_pruning.main(["report", "--results", path, "--out", out])
     text = open(os.path.join(out, "converged_pruning.md")).read()
+    assert "| Fashion-MNIST | 2× fewer |" in text  # the ranking table; its cell is not a route's
+    assert "left out of the means" not in text
     assert "| 2× fewer | spectral |" in text and "spectral | 0.01" in text.replace(" (chosen)", "")
     assert os.path.exists(os.path.join(out, "figures", "converged_pruning.png"))
