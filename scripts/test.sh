@@ -9,11 +9,8 @@ if ! python -c "import torch" >/dev/null 2>&1 && ls /opt/wheels/torch-2.13.0+cpu
 fi
 start=$SECONDS
 AGNOSTIC="tests/test_layer.py tests/test_kronecker.py tests/test_triangular.py tests/test_pruning.py tests/test_weight_sparsity.py tests/test_checkpoints.py tests/test_export.py tests/test_bad_inputs.py tests/test_faults.py tests/test_relevance.py tests/test_plots.py tests/test_graph_pruning.py tests/test_benchmark_harness.py tests/test_convolutional.py tests/test_cnn_pruning.py tests/test_equal_budget_baselines.py tests/test_rules.py tests/test_zoo.py tests/test_graph_faults.py tests/test_budgets.py tests/test_transformers.py tests/test_hub.py tests/test_learned_importance.py"
-# Two pytest workers (pytest-xdist), a test file each at a time: the suite's time is mostly
-# single-threaded graph building and compiling, so two cores halve it.
-PARALLEL="-n 2 --dist loadfile"
-KERAS_BACKEND=tensorflow python -m pytest -q -p no:cacheprovider $PARALLEL tests "$@"
-KERAS_BACKEND=jax python -m pytest -q -p no:cacheprovider $PARALLEL $AGNOSTIC tests/test_training.py tests/test_gpu_check.py "$@"
+KERAS_BACKEND=tensorflow python -m pytest -q -p no:cacheprovider tests "$@"
+KERAS_BACKEND=jax python -m pytest -q -p no:cacheprovider $AGNOSTIC tests/test_training.py tests/test_gpu_check.py "$@"
 if python -c "import torch" >/dev/null 2>&1; then
     KERAS_BACKEND=torch python -m pytest -q -p no:cacheprovider $AGNOSTIC "$@"
 else
