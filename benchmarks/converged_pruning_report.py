@@ -208,11 +208,19 @@ def plot(records, path):
     plt.close(fig)
 
 
+def ranking_checks(records):
+    """`{dataset: [ranking records]}`, data sets in order."""
+    checks = {}
+    for record in records:
+        if record["key"].get("check") == "ranking":
+            checks.setdefault(record["key"]["dataset"], []).append(record)
+    return dict(sorted(checks.items()))
+
+
 def ranking_gaps(checks):
     """`in` after the phase minus L1 on the converted base, per data set and level, in points."""
     gaps = []
-    for dataset in sorted({r["key"]["dataset"] for r in checks}):
-        found = [r for r in checks if r["key"]["dataset"] == dataset]
+    for dataset, found in checks.items():
         for level in LEVELS:
             gap = np.mean(values(found, f"after_phase_in_{level}")) - np.mean(values(found, f"converted_l1_{level}"))
             gaps.append(f"{NAMES.get(dataset, dataset)} {1 / (1 - level):.0f}× {100 * gap:+.1f} pt")
@@ -221,7 +229,7 @@ def ranking_gaps(checks):
 
 def ranking_lines(records):
     """The `ranking` check's table: test accuracy right after removal, before fine-tuning."""
-    checks = [r for r in records if r["key"].get("check") == "ranking"]
+    checks = ranking_checks(records)
     if not checks:
         return []
     columns = [(phase, score) for phase, scores in RANKINGS.items() for score in scores]
@@ -236,8 +244,7 @@ def ranking_lines(records):
         + " | ".join(RANKING_NAMES[c] for c in columns) + " |",
         "|---|---|---|---|" + "---|" * len(columns),
     ]
-    for dataset in sorted({r["key"]["dataset"] for r in checks}):
-        found = [r for r in checks if r["key"]["dataset"] == dataset]
+    for dataset, found in checks.items():
         unpruned = [cell(values(found, f"{phase}_unpruned")) for phase in RANKINGS]
         for level in LEVELS:
             ranked = [cell(values(found, f"{phase}_{score}_{level}")) for phase, score in columns]
